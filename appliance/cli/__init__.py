@@ -1,0 +1,45 @@
+"""The `parley` command: one module per noun, each adding its sub-commands here."""
+
+import argparse
+
+from rich.console import Console
+
+from parley.appliance.cli import doctor, models
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed as one message, no traceback."""
+
+
+NOUNS = (models, doctor)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="parley", description="Parley: a self-contained voice-agent appliance.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for noun in NOUNS:
+        noun.register(commands)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    console = Console(stderr=True)
+    try:
+        return args.run(args) or 0
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]; what was done is kept, run the command again to resume")
+        return 130
+    except Exception as exc:
+        if not any(isinstance(exc, kind) for kind in _user_errors()):
+            raise
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return 2
+
+
+def _user_errors():
+    from parley.appliance.config import ConfigError
+    from parley.appliance.models.fetch import FetchError
+    from parley.appliance.models.manifest import ManifestError
+
+    return (UserError, ConfigError, FetchError, ManifestError)

@@ -1,0 +1,1 @@
+"""Model weights: the manifest, fetching from registry packages, and the conversions the engines need."""

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Everything `make demo` and `make test` need on a fresh Debian machine; each step is skipped
+# when its stamp is newer than what it depends on, so the second run is quick.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+STAMPS=.stamps
+mkdir -p "$STAMPS"
+APT_PACKAGES="portaudio19-dev espeak-ng sox libsndfile1"
+
+step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+missing_debs=$(for p in $APT_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
+if [ -n "$missing_debs" ]; then
+    step "apt-get install $missing_debs"
+    SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+    $SUDO apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q $missing_debs
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    step "create .venv"
+    "$PYTHON" -m venv .venv
+    .venv/bin/pip install -q -U pip
+fi
+
+if [ ! -f "$STAMPS/install" ] || [ pyproject.toml -nt "$STAMPS/install" ] || [ setup.py -nt "$STAMPS/install" ] \
+    || [ -n "$(find core -name '*.pyx' -newer "$STAMPS/install")" ]; then
+    step "pip install -e .[test] (builds the Cython core; llama-cpp-python compiles once, then pip caches it)"
+    .venv/bin/pip install -e ".[test]"
+    # piper-tts pulls the CPU onnxruntime, which shares its files with onnxruntime-gpu: make the
+    # GPU build (it runs on the CPU when no GPU is there) the one that is installed.
+    if .venv/bin/pip show -q onnxruntime 2>/dev/null; then
+        ort_gpu=$(.venv/bin/pip show onnxruntime-gpu | sed -n 's/^Version: //p')
+        .venv/bin/pip uninstall -q -y onnxruntime
+        .venv/bin/pip install -q --force-reinstall --no-deps "onnxruntime-gpu==$ort_gpu"
+    fi
+    touch "$STAMPS/install"
+fi

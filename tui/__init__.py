@@ -1,0 +1,1 @@
+"""The Textual operator console (versions, tests, rollouts, latency traces)."""
