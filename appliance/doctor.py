@@ -6,7 +6,6 @@ import platform
 import socket
 import sqlite3
 import sys
-import tempfile
 import wave
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,19 +182,19 @@ def _models(settings, purpose):
 
 def _sqlite(settings):
     def probe():
-        settings.var_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=settings.var_dir, suffix=".db") as tmp:
-            connection = sqlite3.connect(tmp.name)
-            mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            connection.execute("CREATE TABLE probe (x)")
-            connection.commit()
-            connection.close()
-            for suffix in ("-wal", "-shm"):
-                Path(tmp.name + suffix).unlink(missing_ok=True)
-        return Check("store", "sqlite", PASS if mode == "wal" else FAIL,
-                     f"{settings.db_path.parent} writable, journal_mode={mode}, SQLite {sqlite3.sqlite_version}")
+        from parley.appliance.store import MigrationSet, Store
+
+        with Store.open(settings.db_path) as store:
+            applied = MigrationSet.packaged().applied(store.db)
+            mode = store.db.execute("PRAGMA journal_mode").fetchone()[0]
+            with store.transaction():
+                store.db.execute("CREATE TEMP TABLE doctor_probe (x)")
+        return Check("store", "sqlite", PASS,
+                     f"{settings.db_path} writable, schema {applied[-1].number if applied else 0}, "
+                     f"journal_mode={mode}, SQLite {sqlite3.sqlite_version}")
 
     return _guard("store", "sqlite", probe)
+
 
 def _run_dir(settings):
     longest = len(str(settings.run_dir / "agent.sock"))
