@@ -19,7 +19,9 @@ demo: models-all
 test: models-test
 	@$(VENV)/bin/python -m pytest -q
 
-bench: models-test
+bench:
+	@EXTRAS=test,bench bash scripts/setup.sh
+	@$(PARLEY) models fetch --for test
 	@$(VENV)/bin/python -m pytest tests/bench --benchmark-only --benchmark-group-by=group --benchmark-columns=min,median,mean,rounds
 
 clean:

@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
+EXTRAS=${EXTRAS:-test}
 STAMPS=.stamps
 mkdir -p "$STAMPS"
 APT_PACKAGES="portaudio19-dev espeak-ng sox libsndfile1"
@@ -25,10 +26,11 @@ if [ ! -x .venv/bin/python ]; then
     .venv/bin/pip install -q -U pip
 fi
 
-if [ ! -f "$STAMPS/install" ] || [ pyproject.toml -nt "$STAMPS/install" ] || [ setup.py -nt "$STAMPS/install" ] \
-    || [ -n "$(find core -name '*.pyx' -newer "$STAMPS/install")" ]; then
-    step "pip install -e .[test] (builds the Cython core; llama-cpp-python compiles once, then pip caches it)"
-    .venv/bin/pip install -e ".[test]"
+stamp="$STAMPS/install-${EXTRAS//,/-}"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ] \
+    || [ -n "$(find core -name '*.pyx' -newer "$stamp")" ]; then
+    step "pip install -e .[$EXTRAS] (builds the Cython core; llama-cpp-python compiles once, then pip caches it)"
+    .venv/bin/pip install -e ".[$EXTRAS]"
     # piper-tts pulls the CPU onnxruntime, which shares its files with onnxruntime-gpu: make the
     # GPU build (it runs on the CPU when no GPU is there) the one that is installed.
     if .venv/bin/pip show -q onnxruntime 2>/dev/null; then
@@ -36,5 +38,5 @@ if [ ! -f "$STAMPS/install" ] || [ pyproject.toml -nt "$STAMPS/install" ] || [ s
         .venv/bin/pip uninstall -q -y onnxruntime
         .venv/bin/pip install -q --force-reinstall --no-deps "onnxruntime-gpu==$ort_gpu"
     fi
-    touch "$STAMPS/install"
+    touch "$stamp"
 fi
