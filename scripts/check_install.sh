@@ -13,5 +13,9 @@ cd /
 import parley.core, parley.appliance, parley.tui
 from parley.core import _g711, codecs
 assert codecs.COMPILED and _g711.__file__.endswith(".so"), _g711.__file__
+import tempfile, pathlib
+from parley.appliance.store import Store
+with tempfile.TemporaryDirectory() as tmp, Store.open(pathlib.Path(tmp) / "parley.db") as store:
+    assert store.db.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] >= 1
 print(f"pip install . ok: parley.core compiled at {_g711.__file__}")
 PY
