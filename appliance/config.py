@@ -38,6 +38,7 @@ class Settings:
     bus_transport: str = "ipc"
     """``ipc`` (sockets under ``var/run``) or ``tcp`` (``bind_host`` and ``bus_base_port``)."""
     bus_base_port: int = 5570
+    """tcp mode uses four ports from here up: router workers, router clients, event hub in and out."""
 
     def __post_init__(self):
         home = Path(self.home)

@@ -216,7 +216,7 @@ def _port_free(host, port, kind):
 def _ports(settings):
     wanted = [("sip", settings.sip_port, socket.SOCK_DGRAM)]
     if settings.bus_transport == "tcp":
-        wanted.append(("bus", settings.bus_base_port, socket.SOCK_STREAM))
+        wanted += [(f"bus +{i}", settings.bus_base_port + i, socket.SOCK_STREAM) for i in range(4)]
     checks = []
     for name, port, kind in wanted:
         proto = "udp" if kind == socket.SOCK_DGRAM else "tcp"

@@ -57,3 +57,22 @@ def test_models_list_shows_state_size_and_licence(empty_home, capsys):
 def test_the_parley_command_is_installed():
     result = subprocess.run([sys.executable, "-m", "parley.appliance.cli", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "doctor" in result.stdout
+
+
+def test_doctor_names_a_taken_port_and_the_fix(empty_home):
+    import socket
+
+    (empty_home / "parley.toml").write_text('[appliance]\nbus_transport = "tcp"\nbus_base_port = 5980\n')
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", 5982))
+        holder.listen()
+        checks = {c.name: c for c in run_checks(load_settings(), "test")}
+    assert checks["bus +2"].status == FAIL and "127.0.0.1:5982/tcp unavailable" in checks["bus +2"].detail
+    assert checks["bus +0"].status == PASS
+
+
+def test_a_broken_parley_toml_is_a_clear_error(empty_home, capsys):
+    (empty_home / "parley.toml").write_text('[appliance]\nsip_prot = 5060\n')
+    assert main(["doctor"]) == 2
+    assert "unknown [appliance] keys ['sip_prot']" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 import argparse
 
 from rich.console import Console
+from rich.markup import escape
 
 from parley.appliance.cli import doctor, models
 
@@ -33,7 +34,7 @@ def main(argv=None):
     except Exception as exc:
         if not any(isinstance(exc, kind) for kind in _user_errors()):
             raise
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return 2
 
 

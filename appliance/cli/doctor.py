@@ -1,6 +1,7 @@
 """`parley doctor`: a green/red table of what this machine has; non-zero exit when something is missing."""
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from parley.appliance.config import load_settings
@@ -24,7 +25,7 @@ def run(args):
     for column in ("area", "check", "status", "detail"):
         table.add_column(column, overflow="fold")
     for check in checks:
-        table.add_row(check.area, check.name, MARKS[check.status], check.detail)
+        table.add_row(check.area, check.name, MARKS[check.status], escape(check.detail))
     console = Console()
     console.print(table)
     code = exit_code(checks)
