@@ -27,8 +27,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 
 stamp="$STAMPS/install-${EXTRAS//,/-}"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ] \
-    || [ -n "$(find core -name '*.pyx' -newer "$stamp")" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ]; then
     step "pip install -e .[$EXTRAS] (builds the Cython core; llama-cpp-python compiles once, then pip caches it)"
     .venv/bin/pip install -e ".[$EXTRAS]"
     # piper-tts pulls the CPU onnxruntime, which shares its files with onnxruntime-gpu: make the
@@ -39,4 +38,13 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stam
         .venv/bin/pip install -q --force-reinstall --no-deps "onnxruntime-gpu==$ort_gpu"
     fi
     touch "$stamp"
+fi
+
+# An editable install does not rebuild the compiled core when its sources change: do it here.
+core_stamp="$STAMPS/core-build"
+if [ ! -f "$core_stamp" ] || [ "$stamp" -nt "$core_stamp" ] \
+    || [ -n "$(find core \( -name '*.pyx' -o -name '*.pxd' -o -name '_*_py.py' \) -newer "$core_stamp")" ]; then
+    step "build the Cython core in place"
+    .venv/bin/python setup.py -q build_ext --inplace
+    touch "$core_stamp"
 fi
