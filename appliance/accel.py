@@ -22,13 +22,8 @@ def cuda_device_count():
     return count.value
 
 
-@functools.cache
-def onnx_cuda_usable():
-    """True when an onnxruntime session really runs on CUDAExecutionProvider here."""
-    import onnxruntime as ort
-
-    if cuda_device_count() == 0 or "CUDAExecutionProvider" not in ort.get_available_providers():
-        return False
+def probe_model():
+    """A one-node ONNX model (serialized) that any onnxruntime of this stack can load."""
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(
@@ -37,11 +32,23 @@ def onnx_cuda_usable():
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
     )
+    # onnx writes its newest IR version by default, which an older onnxruntime refuses.
+    model = helper.make_model(graph, ir_version=10, opset_imports=[helper.make_opsetid("", 17)])
+    return model.SerializeToString()
+
+
+@functools.cache
+def onnx_cuda_usable():
+    """True when an onnxruntime session really runs on CUDAExecutionProvider here."""
+    import onnxruntime as ort
+
+    if cuda_device_count() == 0 or "CUDAExecutionProvider" not in ort.get_available_providers():
+        return False
     options = ort.SessionOptions()
     options.log_severity_level = 4
     try:
         session = ort.InferenceSession(
-            helper.make_model(graph).SerializeToString(), options,
+            probe_model(), options,
             providers=["CUDAExecutionProvider", "CPUExecutionProvider"],
         )
     except Exception:
