@@ -1,0 +1,313 @@
+"""The acoustic end-of-turn stage: Smart Turn v3.2 says whether the caller sounds finished.
+
+After the VAD has seen a short silence (``action_delay_ms``) the endpointer asks this stage for a
+verdict on the last 8 s of caller audio; a confident "complete" lets it end the turn early instead
+of waiting out the whole silence hangover. Scoring takes tens of milliseconds, so it runs on a
+worker thread and the 20 ms loop only ever hands audio over and picks verdicts up: ``request``,
+``poll`` and ``cancel`` return at once (they touch a few dicts under a lock the worker holds only
+between scorings, never during one).
+
+The model alone is not trusted (see the End-of-turn caution in MODELS.md): it misjudges plainly
+finished questions and flips on inaudible dither. The endpointer combines its verdict with the
+silence timing and the STT text; this module only scores.
+
+Input, as the model was trained (pipecat-ai/smart-turn ``train.py``) and as Pipecat 1.14.0's
+``LocalSmartTurnAnalyzerV3`` feeds it: the last 8 s at 16 kHz, left-padded with zeros when
+shorter, normalised to zero mean and unit variance over the whole padded window (variance
+epsilon 1e-7), then Whisper's log-mel ``[80, 800]``. The output named ``logits`` is already a
+sigmoid probability of "complete" (Pipecat thresholds it at 0.5 directly).
+"""
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from itertools import count
+from pathlib import Path
+
+import numpy as np
+
+from parley.core.logmel import N_MELS, SAMPLE_RATE, LogMelSpectrogram, frame_count
+
+log = logging.getLogger("parley.core.acoustic_turn")
+
+WINDOW_SECONDS = 8
+WINDOW_SAMPLES = WINDOW_SECONDS * SAMPLE_RATE
+"""The model reads exactly this much audio: the most recent 8 s, zero-padded on the left."""
+NORMALISE_EPSILON = 1e-7
+"""Added to the window's variance before normalising, as transformers' Whisper extractor does."""
+MODEL_RELATIVE_PATH = ("smart-turn-v3.2", "smart-turn-v3.2-cpu.onnx")
+"""Where ``parley models fetch`` puts the model under the models directory."""
+
+
+class AcousticTurnInputError(ValueError):
+    """Audio the end-of-turn model cannot score."""
+
+
+class AcousticTurnConfigError(ValueError):
+    """Settings or a model file the acoustic end-of-turn stage cannot work with."""
+
+
+@dataclass(frozen=True)
+class AcousticTurnSettings:
+    """How the acoustic end-of-turn stage decides and how hard it works; defaults sit by each field."""
+
+    threshold: float = 0.5
+    """p(complete) at or above which a verdict says "complete": the model's own decision point.
+    On our probe turns (scripts/acoustic_turn_probe.py: 25 turns x 5 line variants) the model
+    ranks finished above unfinished only weakly (AUC 0.6) and no threshold does better: at 0.5 it
+    passes 67 % of finished turns and 53 % of unfinished ones, at 0.9 42 % and 30 %. Set it from
+    an eot-bench style sweep together with the endpointer's timing, not from this default."""
+    action_delay_ms: int = 200
+    """Silence the VAD must see before the endpointer asks for a verdict: scoring while the
+    caller is still talking wastes compute and the model was trained on audio that ends in a pause."""
+    min_audio_ms: int = 250
+    """Shorter requests are answered "not scored" at once: the action delay plus a syllable.
+    The model calls silence, or nothing at all, "complete" (p 0.99), so it must not see bare pauses."""
+    max_batch: int = 8
+    """Pending requests from different calls scored together in one model run."""
+    intra_op_threads: int = 1
+    """onnxruntime threads per model run: 1 leaves the other cores to the audio loop and STT."""
+
+    def __post_init__(self):
+        if not 0.0 < self.threshold < 1.0:
+            raise AcousticTurnConfigError(f"threshold must lie strictly between 0 and 1, got {self.threshold!r}")
+        if self.action_delay_ms < 0:
+            raise AcousticTurnConfigError(f"action_delay_ms must be 0 or more, got {self.action_delay_ms!r}")
+        if not 0 <= self.min_audio_ms <= WINDOW_SECONDS * 1000:
+            raise AcousticTurnConfigError(f"min_audio_ms must lie in 0..{WINDOW_SECONDS * 1000}, got {self.min_audio_ms!r}")
+        if self.max_batch < 1:
+            raise AcousticTurnConfigError(f"max_batch must be 1 or more, got {self.max_batch!r}")
+        if self.intra_op_threads < 1:
+            raise AcousticTurnConfigError(f"intra_op_threads must be 1 or more, got {self.intra_op_threads!r}")
+
+    @property
+    def min_audio_samples(self):
+        return self.min_audio_ms * SAMPLE_RATE // 1000
+
+
+class SmartTurnModel:
+    """Smart Turn v3.2 through onnxruntime: 16 kHz audio in, p(turn complete) out."""
+
+    def __init__(self, model_path, providers=None, intra_op_threads=1):
+        import onnxruntime as ort
+
+        from parley.appliance.accel import onnx_providers
+
+        model_path = Path(model_path)
+        if not model_path.is_file():
+            raise FileNotFoundError(f"{model_path} not found: run `parley models fetch`")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(model_path), options, providers=providers or onnx_providers())
+        except Exception as exc:
+            raise AcousticTurnConfigError(f"{model_path} does not load ({exc}): run `parley models fetch` to restore it") from exc
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if [i.name for i in inputs] != ["input_features"] or list(inputs[0].shape[1:]) != [N_MELS, frame_count(WINDOW_SAMPLES)]:
+            raise AcousticTurnConfigError(
+                f"{model_path} is not a Smart Turn v3 model: expected one input input_features [batch, 80, 800], "
+                f"got {[(i.name, i.shape) for i in inputs]}; run `parley models fetch` to restore it"
+            )
+        self.output_name = outputs[0].name
+        self.log_mel = LogMelSpectrogram()
+
+    @classmethod
+    def from_models_dir(cls, models_dir, providers=None, intra_op_threads=1):
+        """The fetched model under the appliance's models directory."""
+        return cls(Path(models_dir).joinpath(*MODEL_RELATIVE_PATH), providers, intra_op_threads)
+
+    @property
+    def providers(self):
+        return self.session.get_providers()
+
+    def features(self, audio_16k, out=None):
+        """The model's input ``[80, 800]`` for one stretch of 16 kHz float audio (any length, even empty)."""
+        audio = np.asarray(audio_16k)
+        if audio.ndim != 1 or not np.issubdtype(audio.dtype, np.floating):
+            raise AcousticTurnInputError(
+                f"audio must be 1-D float samples in [-1, 1] at 16 kHz, got {audio.dtype} {audio.shape}: "
+                "convert PCM16 with parley.core.codecs.pcm16_to_float32 first"
+            )
+        window = np.zeros(WINDOW_SAMPLES, dtype=np.float64)
+        recent = audio[-WINDOW_SAMPLES:]
+        if recent.size:
+            window[-recent.size:] = recent
+        if not np.isfinite(window).all():
+            raise AcousticTurnInputError("audio holds NaN or infinite samples: replace them before scoring")
+        window -= window.mean()
+        window /= np.sqrt(window.var() + NORMALISE_EPSILON)
+        return self.log_mel(window, out)
+
+    def score(self, audio_16k):
+        """p(turn complete) for the caller audio ending now."""
+        return self.score_batch([audio_16k])[0]
+
+    def score_batch(self, audios_16k):
+        """p(turn complete) for several calls in one model run, in order."""
+        if not audios_16k:
+            return []
+        batch = np.empty((len(audios_16k), N_MELS, frame_count(WINDOW_SAMPLES)), np.float32)
+        for features, audio in zip(batch, audios_16k):
+            self.features(audio, features)
+        (probabilities,) = self.session.run([self.output_name], {"input_features": batch})
+        return [float(p) for p in probabilities[:, 0]]
+
+
+@dataclass(frozen=True, slots=True)
+class AcousticTurnVerdict:
+    """What the model made of one request."""
+
+    probability: float
+    """p(turn complete); NaN when the audio was not scored."""
+    complete: bool
+    """``probability >= threshold``; False when not scored, so the endpointer falls back to silence timing."""
+    sample: int
+    """The caller's sample position the request was made at, to tell a fresh verdict from a stale one."""
+    compute_ms: float
+    """Wall time of the model run (features included) that produced it; 0 when not scored."""
+    batch_size: int = 1
+    """Requests scored in that run: they shared ``compute_ms``."""
+    not_scored: str = ""
+    """Why the audio was not scored (too short, wrong type, model failure); empty when it was."""
+
+
+@dataclass(slots=True)
+class _Request:
+    ticket: int
+    call_key: object
+    audio: np.ndarray
+    sample: int
+
+
+class AcousticTurnStage:
+    """Smart Turn scoring beside the real-time loop: requests in, verdicts out, nothing waits.
+
+    One request per call is outstanding at a time: a newer request supersedes an older one that
+    is still queued, and the verdict of one already being scored is dropped when it lands.
+    ``model`` is anything with ``score_batch(list of 16 kHz float32 arrays) -> list of floats``.
+    """
+
+    def __init__(self, model, settings=None):
+        self.settings = settings or AcousticTurnSettings()
+        self._model = model
+        self._tickets = count(1)
+        self._latest = {}
+        self._pending = {}
+        self._ready = {}
+        self._in_flight = 0
+        self._closed = False
+        self._cond = threading.Condition()
+        self._worker = threading.Thread(target=self._run, name="acoustic-turn", daemon=True)
+        self._worker.start()
+
+    @classmethod
+    def from_models_dir(cls, models_dir, settings=None, providers=None):
+        """A stage over the fetched Smart Turn model, with ``settings.intra_op_threads``."""
+        settings = settings or AcousticTurnSettings()
+        return cls(SmartTurnModel.from_models_dir(models_dir, providers, settings.intra_op_threads), settings)
+
+    def request(self, call_key, audio_16k, sample):
+        """Ask for a verdict on ``audio_16k`` (the call's recent audio, ending at ``sample``); returns at once.
+
+        The last 8 s are copied, so the caller may reuse its buffer. Audio that cannot be scored
+        gets a "not scored" verdict instead of an exception: the loop must never fall over.
+        """
+        audio = np.asarray(audio_16k)
+        problem = self._problem(audio)
+        with self._cond:
+            if self._closed:
+                return
+            self._ready.pop(call_key, None)
+            if not problem:
+                ticket = next(self._tickets)
+                self._latest[call_key] = ticket
+                self._pending[call_key] = _Request(ticket, call_key, np.array(audio[-WINDOW_SAMPLES:], dtype=np.float32), sample)
+                self._cond.notify_all()
+                return
+            self._latest.pop(call_key, None)
+            self._pending.pop(call_key, None)
+            self._ready[call_key] = AcousticTurnVerdict(float("nan"), False, sample, 0.0, 0, problem)
+        log.warning("acoustic_turn_not_scored call_key=%s sample=%s reason=%s", call_key, sample, problem)
+
+    def poll(self, call_key):
+        """The verdict for the call's latest request once it is there (handed out once), else None."""
+        with self._cond:
+            return self._ready.pop(call_key, None)
+
+    def cancel(self, call_key):
+        """Forget the call's outstanding request and verdict: the caller spoke again, or hung up."""
+        with self._cond:
+            self._latest.pop(call_key, None)
+            self._pending.pop(call_key, None)
+            self._ready.pop(call_key, None)
+
+    def wait_idle(self, timeout=None):
+        """Block until nothing is queued or being scored (for shutdown and tests); False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._pending and not self._in_flight, timeout)
+
+    def close(self):
+        """Take no more requests and drop queued ones; returns at once, the run in progress ends on its own."""
+        with self._cond:
+            self._closed = True
+            self._pending.clear()
+            self._cond.notify_all()
+
+    def join(self, timeout=None):
+        """Wait for the worker to end after ``close``; False on timeout."""
+        self._worker.join(timeout)
+        return not self._worker.is_alive()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+        self.join()
+
+    def _problem(self, audio):
+        if audio.ndim != 1 or not np.issubdtype(audio.dtype, np.floating):
+            return f"audio must be 1-D float samples at 16 kHz, got {audio.dtype} {audio.shape}"
+        if audio.size < self.settings.min_audio_samples:
+            return f"audio too short: {audio.size} samples, need {self.settings.min_audio_samples} (min_audio_ms)"
+        return ""
+
+    def _run(self):
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._pending or self._closed)
+                if self._closed:
+                    return
+                batch = []
+                while self._pending and len(batch) < self.settings.max_batch:
+                    batch.append(self._pending.pop(next(iter(self._pending))))
+                self._in_flight = len(batch)
+            verdicts = self._score(batch)
+            with self._cond:
+                for request, verdict in zip(batch, verdicts):
+                    if self._latest.get(request.call_key) == request.ticket:
+                        del self._latest[request.call_key]
+                        self._ready[request.call_key] = verdict
+                self._in_flight = 0
+                self._cond.notify_all()
+
+    def _score(self, batch):
+        """Verdicts for one batch; a model failure becomes "not scored" verdicts, never a dead worker."""
+        for request in batch:
+            np.nan_to_num(request.audio, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        started = time.perf_counter()
+        try:
+            probabilities = self._model.score_batch([request.audio for request in batch])
+        except Exception as exc:
+            log.exception("acoustic_turn_failed requests=%d", len(batch))
+            return [AcousticTurnVerdict(float("nan"), False, r.sample, 0.0, len(batch), f"model failed: {exc!r}") for r in batch]
+        compute_ms = (time.perf_counter() - started) * 1000.0
+        threshold = self.settings.threshold
+        return [
+            AcousticTurnVerdict(p, p >= threshold, r.sample, compute_ms, len(batch))
+            for r, p in zip(batch, probabilities)
+        ]
