@@ -11,6 +11,13 @@ import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
+# Cython finds a pure-mode module's .pxd under its dotted name (parley/core/_x_c.pxd); the
+# sources live in core/, so an include folder maps parley/core onto it.
+INCLUDE = Path("build", "cython-include")
+(INCLUDE / "parley").mkdir(parents=True, exist_ok=True)
+if not (INCLUDE / "parley" / "core").exists():
+    (INCLUDE / "parley" / "core").symlink_to(Path("core").resolve(), target_is_directory=True)
+
 SOURCES = sorted(Path("core").glob("*.pyx")) + sorted(Path("core").glob("_*_c.py"))
 EXTENSIONS = [
     Extension(f"parley.core.{source.stem}", [str(source)], include_dirs=[numpy.get_include()])
@@ -21,5 +28,6 @@ setup(
     ext_modules=cythonize(
         EXTENSIONS,
         compiler_directives={"language_level": "3", "boundscheck": False, "wraparound": False, "cdivision": True},
+        include_path=[str(INCLUDE)],
     )
 )

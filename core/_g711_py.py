@@ -118,3 +118,45 @@ def float32_to_pcm16(samples):
     """Float32 to PCM16, rounded and clipped to the int16 range."""
     scaled = np.rint(np.asarray(samples, dtype=np.float32) * np.float32(32768.0))
     return np.clip(scaled, -32768, 32767).astype(np.int16)
+
+
+def _encode_into(table, pcm, out):
+    if len(out) < len(pcm):
+        raise ValueError(f"output buffer holds {len(out)} samples, input has {len(pcm)}")
+    np.frombuffer(out, dtype=np.uint8)[: len(pcm)] = table[np.asarray(pcm, dtype=np.int32) + 32768]
+
+
+def _decode_into(table, data, out):
+    if len(out) < len(data):
+        raise ValueError(f"output buffer holds {len(out)} samples, input has {len(data)}")
+    out[: len(data)] = table[np.frombuffer(data, dtype=np.uint8)]
+
+
+def ulaw_encode_into(pcm, out):
+    """Encode ``pcm`` into the writable buffer ``out`` (at least as long)."""
+    _encode_into(ULAW_ENCODE, pcm, out)
+
+
+def ulaw_decode_into(data, out):
+    """Decode ``data`` into the int16 array ``out`` (at least as long)."""
+    _decode_into(ULAW_DECODE, data, out)
+
+
+def alaw_encode_into(pcm, out):
+    """Encode ``pcm`` into the writable buffer ``out`` (at least as long)."""
+    _encode_into(ALAW_ENCODE, pcm, out)
+
+
+def alaw_decode_into(data, out):
+    """Decode ``data`` into the int16 array ``out`` (at least as long)."""
+    _decode_into(ALAW_DECODE, data, out)
+
+
+def pcm16_to_float32_into(pcm, out):
+    """PCM16 to float32 in [-1, 1), into ``out``."""
+    out[: len(pcm)] = np.asarray(pcm, dtype=np.float32) / np.float32(32768.0)
+
+
+def float32_to_pcm16_into(samples, out):
+    """Float32 to PCM16 (rounded half to even, clipped), into ``out``."""
+    out[: len(samples)] = float32_to_pcm16(samples)

@@ -83,3 +83,19 @@ def test_compiled_into_functions_refuse_a_short_output_buffer():
 
     with pytest.raises(ValueError, match="output buffer holds 2 samples, input has 3"):
         _g711.ulaw_encode_into(np.zeros(3, np.int16), bytearray(2))
+
+
+@pytest.mark.parametrize("law", ["ulaw", "alaw"])
+def test_into_variants_match_the_allocating_ones(g711, law):
+    pcm = (np.sin(np.arange(160) / 5.0) * 20000).astype(np.int16)
+    codes = bytearray(160)
+    getattr(g711, f"{law}_encode_into")(pcm, codes)
+    assert bytes(codes) == getattr(g711, f"{law}_encode")(pcm)
+    decoded = np.empty(160, np.int16)
+    getattr(g711, f"{law}_decode_into")(bytes(codes), decoded)
+    assert np.array_equal(decoded, getattr(g711, f"{law}_decode")(bytes(codes)))
+    as_float = np.empty(160, np.float32)
+    g711.pcm16_to_float32_into(decoded, as_float)
+    back = np.empty(160, np.int16)
+    g711.float32_to_pcm16_into(as_float, back)
+    assert np.array_equal(back, decoded)

@@ -1,0 +1,1 @@
+_bargein_py.py

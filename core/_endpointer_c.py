@@ -1,0 +1,1 @@
+_endpointer_py.py

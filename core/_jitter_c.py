@@ -1,0 +1,1 @@
+_jitter_py.py

@@ -1,0 +1,1 @@
+_playout_py.py

@@ -1,0 +1,151 @@
+"""The whole per-call loop through its real parts: G.711 RTP in, Silero, events and playout out."""
+
+import numpy as np
+import pytest
+
+from conftest import fetched
+from parley.core import codecs
+from parley.core.call_loop import (
+    BargeIn,
+    CallLoop,
+    CallLoopConfigError,
+    CallLoopSettings,
+    SpeechStarted,
+    TurnEnded,
+)
+from parley.core.evalset import resample
+
+pytestmark = pytest.mark.models
+
+
+@pytest.fixture(scope="module")
+def silero(models_dir):
+    from parley.core.silero import SileroVad
+
+    return SileroVad(fetched(models_dir, "silero-vad", "silero_vad.onnx"))
+
+
+@pytest.fixture(scope="module")
+def turns(models_dir):
+    fetched(models_dir, "beckett", "beckett.wav")
+    from parley.core.evalset import build_turn_set
+
+    return build_turn_set(models_dir, snrs=(None,), telephone=True)
+
+
+def run_rtp(loop, audio_8k, extra_frames=0):
+    """Packetize 8 kHz audio as 20 ms G.711 RTP, one packet per tick; collect events and output."""
+    n = loop.frame_samples
+    padded = np.concatenate([audio_8k, np.zeros(-len(audio_8k) % n + extra_frames * n, np.float32)])
+    events, out = [], []
+    for k in range(len(padded) // n):
+        payload = codecs.ulaw_encode(codecs.float32_to_pcm16(padded[k * n:(k + 1) * n]))
+        loop.feed_rtp(k, k * n, payload, k * 20_000_000)
+        out.append(codecs.ulaw_decode(bytes(loop.next_frame())))
+        while (event := loop.next_event()) is not None:
+            events.append(event)
+    return events, np.concatenate(out)
+
+
+def test_a_telephone_turn_starts_and_ends_where_the_caller_spoke(silero, turns):
+    turn = next(t for t in turns if t.name.startswith("beckett") and t.channel == "g711")
+    loop = CallLoop(silero)
+    events, _ = run_rtp(loop, turn.audio, extra_frames=10)
+    starts = [e for e in events if isinstance(e, SpeechStarted)]
+    ends = [e for e in events if isinstance(e, TurnEnded)]
+    assert starts and ends, events
+    depth = loop.settings.jitter.min_depth_frames * loop.frame_samples
+    first_speech = turn.speech_segments[0][0]
+    assert abs(starts[0].sample - depth - first_speech) <= 0.1 * 8000
+    assert starts[0].stt_from_sample <= starts[0].sample - 0.3 * 8000 + 1
+    last = ends[-1]
+    assert last.reason == "silence"
+    hangover = loop.settings.endpointer.hangover_ms * 8
+    assert abs(last.sample - depth - (turn.end_of_speech + hangover)) <= 0.15 * 8000
+
+
+def test_the_caller_audio_for_stt_is_kept_at_16k(silero, turns):
+    turn = next(t for t in turns if t.name.startswith("beckett") and t.channel == "g711")
+    loop = CallLoop(silero)
+    events, _ = run_rtp(loop, turn.audio)
+    start = next(e for e in events if isinstance(e, SpeechStarted))
+    audio = loop.turn_audio(start.stt_from_sample)
+    assert len(audio) == 2 * (loop.position - start.stt_from_sample)
+    assert np.sqrt(np.mean(audio ** 2)) > 0.005
+
+
+def test_agent_audio_is_paced_out_and_counted(silero):
+    loop = CallLoop(silero)
+    voice = (0.3 * np.sin(np.arange(22050) * 2 * np.pi * 440 / 22050)).astype(np.float32)
+    loop.play(voice, 22050, utterance_id=1)
+    _, out = run_rtp(loop, np.zeros(8000 + 1600, np.float32))
+    assert loop.played_samples(1) == pytest.approx(8000, abs=160)
+    tone = out[:8000].astype(np.float32) / 32768
+    assert np.sqrt(np.mean(tone ** 2)) == pytest.approx(0.3 / np.sqrt(2), rel=0.1)
+
+
+def test_the_agent_hearing_its_own_echo_is_not_a_turn_or_a_barge_in(silero, models_dir):
+    from parley.core.echoset import build_echo_set
+
+    fetched(models_dir, "voice-en_US-joe-medium", "model.onnx")
+    cases = [c for c in build_echo_set(models_dir) if c.caller_onset is None and c.erl_db == 6]
+    for case in cases[:2]:
+        loop = CallLoop(silero, CallLoopSettings(line_rate=16000, codec="l16"))
+        loop.play(case.far, case.sample_rate, utterance_id=7)
+        events = []
+        for k in range(len(case.near) // loop.frame_samples):
+            loop.feed_pcm(case.near[k * loop.frame_samples:(k + 1) * loop.frame_samples])
+            loop.next_frame()
+            while (event := loop.next_event()) is not None:
+                events.append(event)
+        assert not [e for e in events if isinstance(e, (BargeIn, SpeechStarted))], (case.name, events)
+
+
+def test_a_caller_talking_over_the_agent_cuts_playout_in_the_same_frame(silero, models_dir):
+    from parley.core.echoset import build_echo_set
+
+    fetched(models_dir, "voice-en_US-joe-medium", "model.onnx")
+    case = next(c for c in build_echo_set(models_dir) if c.caller_onset is not None and c.erl_db == 10)
+    loop = CallLoop(silero, CallLoopSettings(line_rate=16000, codec="l16"))
+    loop.play(case.far, case.sample_rate, utterance_id=3)
+    barge, out_after = None, []
+    for k in range(len(case.near) // loop.frame_samples):
+        loop.feed_pcm(case.near[k * loop.frame_samples:(k + 1) * loop.frame_samples])
+        out = loop.next_frame()
+        if barge is not None:
+            out_after.append(out.copy())
+        while (event := loop.next_event()) is not None:
+            if isinstance(event, BargeIn):
+                barge = event
+                assert not np.any(out), "the barge-in frame itself is already silent"
+    assert barge is not None and barge.utterance_id == 3
+    assert 0 <= barge.sample - case.caller_onset <= 0.5 * case.sample_rate
+    assert barge.played_samples == loop.played_samples(3) < len(case.far)
+    assert not np.any(np.concatenate(out_after)), "nothing of the cut utterance plays after the barge-in"
+
+
+@pytest.mark.parametrize("kwargs, complaint", [
+    ({"line_rate": 44100}, "line_rate must be 8000 or 16000"),
+    ({"codec": "opus"}, "codec must be one of"),
+    ({"codec": "pcmu", "line_rate": 16000}, "G.711 .pcmu. runs at 8000 Hz"),
+    ({"frame_ms": 25}, "frame_ms must be 10, 20 or 30"),
+])
+def test_settings_the_loop_cannot_run_are_refused(kwargs, complaint):
+    with pytest.raises(CallLoopConfigError, match=complaint):
+        CallLoopSettings(**kwargs)
+
+
+def test_bad_packets_and_mixed_sources_never_crash_the_loop(silero):
+    loop = CallLoop(silero)
+    assert loop.feed_rtp(0, 0, b"\xff" * 37, 0) is False, "a packet of the wrong size is dropped"
+    assert loop.feed_rtp(5, 800, b"\xff" * 160, 0) is True
+    assert loop.feed_rtp(4, 640, b"\xff" * 160, 0) is not None, "out of order is the jitter buffer's job"
+    for _ in range(5):
+        assert len(loop.next_frame()) == 160
+    with pytest.raises(CallLoopConfigError, match="fed by rtp"):
+        loop.feed_pcm(np.zeros(160, np.float32))
+    pcm_loop = CallLoop(silero, CallLoopSettings(line_rate=16000, codec="l16"))
+    pcm_loop.feed_pcm(np.array([np.nan, np.inf, 0.1] * 200, np.float32))
+    pcm_loop.feed_pcm(np.zeros(0, np.float32))
+    assert pcm_loop.next_frame() is not None
+    assert pcm_loop.next_frame() is None, "a partial frame waits for more audio"
