@@ -45,6 +45,7 @@ core_stamp="$STAMPS/core-build"
 if [ ! -f "$core_stamp" ] || [ "$stamp" -nt "$core_stamp" ] \
     || [ -n "$(find core \( -name '*.pyx' -o -name '*.pxd' -o -name '_*_py.py' \) -newer "$core_stamp")" ]; then
     step "build the Cython core in place"
+    .venv/bin/pip install -q "setuptools>=77"
     .venv/bin/python setup.py -q build_ext --inplace
     touch "$core_stamp"
 fi
