@@ -149,3 +149,41 @@ def test_bad_packets_and_mixed_sources_never_crash_the_loop(silero):
     pcm_loop.feed_pcm(np.zeros(0, np.float32))
     assert pcm_loop.next_frame() is not None
     assert pcm_loop.next_frame() is None, "a partial frame waits for more audio"
+
+
+class DecidedStage:
+    """An acoustic end-of-turn stage that answers at once with a fixed verdict (unit test only)."""
+
+    def __init__(self, complete):
+        self.complete, self.requests, self.cancelled, self._ready = complete, [], 0, {}
+
+    def request(self, call_key, audio_16k, sample):
+        from parley.core.acoustic_turn import AcousticTurnVerdict
+
+        self.requests.append((call_key, len(audio_16k), sample))
+        self._ready[call_key] = AcousticTurnVerdict(0.9 if self.complete else 0.1, self.complete, sample, 1.0)
+
+    def poll(self, call_key):
+        return self._ready.pop(call_key, None)
+
+    def cancel(self, call_key):
+        self.cancelled += 1
+        self._ready.pop(call_key, None)
+
+
+@pytest.mark.parametrize("complete", [True, False])
+def test_the_acoustic_verdict_ends_a_complete_turn_early_and_no_other(silero, turns, complete):
+    turn = next(t for t in turns if t.name.startswith("beckett") and t.channel == "g711")
+    stage = DecidedStage(complete)
+    loop = CallLoop(silero, acoustic_stage=stage, call_key="call-1")
+    events, _ = run_rtp(loop, turn.audio, extra_frames=10)
+    ends = [e for e in events if isinstance(e, TurnEnded)]
+    assert stage.requests and all(key == "call-1" for key, _, _ in stage.requests)
+    assert all(0 < n <= 8 * 16000 for _, n, _ in stage.requests), "at most the last 8 s at 16 kHz"
+    if complete:
+        assert ends[0].reason == "acoustic"
+        short = loop.settings.endpointer.short_silence_ms * 8
+        assert ends[0].sample - ends[0].speech_end_sample <= short + 2 * loop.frame_samples
+    else:
+        assert all(e.reason == "silence" for e in ends)
+        assert ends[-1].sample - ends[-1].speech_end_sample >= loop.settings.endpointer.hangover_ms * 8 - 160
