@@ -112,11 +112,6 @@ class NoiseFloorVad:
         n = frame.shape[0]
         if n == 0:
             return self.decision
-        check = 0.0
-        for i in range(n):
-            check += float(frame[i]) * 0.0
-        if check != 0.0:
-            return self._decide(_SILENCE, 0.0)
         hp_coef = self._hp_coef
         split = self._split_coef
         top_coef = self._top_coef
@@ -128,8 +123,10 @@ class NoiseFloorVad:
         broad = 0.0
         low = 0.0
         high = 0.0
+        check = 0.0
         for i in range(n):
             x = float(frame[i])
+            check += x * 0.0
             hp = hp_coef * (hp + x - x_prev)
             x_prev = x
             lp1 += split * (hp - lp1)
@@ -138,6 +135,9 @@ class NoiseFloorVad:
             broad += hp * hp
             low += lp2 * lp2
             high += top * top
+        if check != 0.0:
+            # A NaN or inf sample: the filters ran on copies, so the state stays as it was.
+            return self._decide(_SILENCE, 0.0)
         self._x_prev = x_prev
         self._hp = hp
         self._lp1 = lp1

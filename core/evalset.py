@@ -42,7 +42,7 @@ NOISE_ONLY_DBFS = -30.0
 """RMS level of ``noise_only``'s output."""
 SPEECH_LEVELS_DBFS = (-32.0, -20.0)
 """Range of a turn's active speech level (drawn per turn): callers are loud and quiet."""
-RECIPE_VERSION = 2
+RECIPE_VERSION = 3
 """Bump when the construction changes, so cached sets are rebuilt."""
 
 _BLOCK_MS = 10
@@ -513,7 +513,8 @@ class _Synthesizer:
 
     def speak(self, text, voice, speed):
         recipe = {"text": text, "voice": voice, "speed": speed, "espeak": _espeak_version(),
-                  "piper": _file_identity(self.voice_dir / "model.onnx") if voice == "piper" else None}
+                  "piper": _file_identity(self.voice_dir / "model.onnx") if voice == "piper" else None,
+                  "vits_noise": 0.0}
         path = self.cache_dir / f"{_digest(recipe)[:20]}.npy"
         if path.is_file():
             return np.load(path)
@@ -528,9 +529,12 @@ class _Synthesizer:
         from piper.phonemize_espeak import EspeakPhonemizer
 
         if self._piper is None:
+            # VITS draws unseeded noise (a different take every process): without it a line is
+            # the same on every machine.
             model = sherpa_onnx.OfflineTtsModelConfig(
                 vits=sherpa_onnx.OfflineTtsVitsModelConfig(model=str(self.voice_dir / "model.onnx"),
-                                                           tokens=str(self.voice_dir / "tokens.txt")),
+                                                           tokens=str(self.voice_dir / "tokens.txt"),
+                                                           noise_scale=0.0, noise_scale_w=0.0),
                 num_threads=1)
             phonemizer = EspeakPhonemizer(os.path.join(os.path.dirname(piper.__file__), "espeak-ng-data"))
             self._piper = (sherpa_onnx.OfflineTts(sherpa_onnx.OfflineTtsConfig(model=model)), phonemizer)

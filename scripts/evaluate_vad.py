@@ -121,6 +121,12 @@ def condition(turn):
     return (turn.channel, "clean" if turn.snr_db is None else f"{turn.snr_db:g} dB")
 
 
+def condition_order(cond):
+    """Wideband before G.711; clean first, then from the highest SNR down."""
+    channel, snr = cond
+    return channel != "wideband", snr != "clean", -float(snr.split()[0]) if snr != "clean" else 0.0
+
+
 def scores(counts):
     tp, fp, fn = counts["tp"], counts["fp"], counts["fn"]
     precision = tp / (tp + fp) if tp + fp else 0.0
@@ -156,8 +162,7 @@ def main():
                 cell["confirmed"] += extra.get("confirmed", 0)
                 cell["windows"] += extra.get("windows", 0)
                 cell["frames"] += len(decided)
-    conditions = sorted({condition(t) for t in turns}, key=lambda c: (c[0] != "wideband", c[1] != "clean",
-                                                                       -float(c[1].split()[0]) if c[1] != "clean" else 0))
+    conditions = sorted({condition(t) for t in turns}, key=condition_order)
     total_s = sum(t.duration_s for t in turns)
     print(f"{len(turns)} turns, {total_s:.0f} s of audio, {sum(len(t.frame_labels) for t in turns)} frames "
           f"of {turns[0].frame_ms} ms; speech frames {np.mean(np.concatenate([t.frame_labels for t in turns])):.1%}")
@@ -174,8 +179,8 @@ def main():
     if "two-stage" in table:
         print("\ntwo-stage: share of frames on which Silero ran / Silero windows per frame")
         cells = [counts[("two-stage", c)] for c in conditions]
-        print(f"{'silero frames':<18}" + "".join(f"{cell['confirmed'] / max(1, cell['frames']):13.1%}" for cell in cells))
-        print(f"{'silero windows':<18}" + "".join(f"{cell['windows'] / max(1, cell['frames']):13.2f}" for cell in cells))
+        print(f"{'silero frames':<18}" + "".join(f"{c['confirmed'] / max(1, c['frames']):13.1%}" for c in cells))
+        print(f"{'silero windows':<18}" + "".join(f"{c['windows'] / max(1, c['frames']):13.2f}" for c in cells))
     kinds = sorted({t.noise for t in turns if t.noise})
     print("\nF1 per noise kind, wideband")
     wide = [c for c in conditions if c[0] == "wideband" and c[1] != "clean"]

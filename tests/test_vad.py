@@ -106,7 +106,8 @@ def test_speech_is_heard_and_the_pause_in_a_caller_line_is_not(stage_a, turns, n
 def test_every_supported_rate_and_frame_length_finds_a_tone_burst_in_noise(stage_a, sample_rate, frame_ms):
     noise = white_noise(3.0, -50, rate=sample_rate)
     t = np.arange(int(0.6 * sample_rate)) / sample_rate
-    noise[int(2.0 * sample_rate):int(2.0 * sample_rate) + len(t)] += (0.1 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    start = int(2.0 * sample_rate)
+    noise[start:start + len(t)] += (0.1 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
     size = sample_rate * frame_ms // 1000
     decided = decide(stage_a.NoiseFloorVad(sample_rate, frame_ms), noise, size)
     per_s = 1000 // frame_ms
