@@ -4,6 +4,7 @@ The compiled endpointer ``_endpointer_c`` runs unless ``PARLEY_NO_EXTENSIONS=1``
 plain-Python twin ``_endpointer_py`` (the same source, interpreted).
 """
 
+import importlib.machinery
 import os
 from dataclasses import dataclass, fields
 from enum import IntEnum
@@ -16,6 +17,10 @@ if os.environ.get("PARLEY_NO_EXTENSIONS") == "1":
 else:
     from parley.core import _endpointer_c as _impl
 
+    if not _impl.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
+        # The .py source sits beside the extension: never run it by accident (aiohttp's lesson).
+        raise ImportError("parley.core._endpointer_c is not compiled: run `python setup.py build_ext --inplace`, "
+                          "or set PARLEY_NO_EXTENSIONS=1 for the plain-Python twin")
     COMPILED = True
 
 
@@ -28,7 +33,7 @@ class EndpointerSettings:
     """Turn-taking timings in milliseconds; an agent file may override any of them."""
 
     min_speech_ms: int = 200
-    """Speech needed before a turn starts, so a cough, a click or a breath is not a turn."""
+    """Unbroken speech needed before a turn starts, so a cough, a click or a breath is not a turn."""
     hangover_ms: int = 700
     """Trailing silence that ends the turn when nothing else has: the dead air a caller waits."""
     max_turn_ms: int = 30_000
