@@ -8,16 +8,16 @@ who starts talking at ``caller_onset`` (espeak-ng lines and beckett.wav). Offlin
 under ``<models_dir>/.cache/echoset/``; none of it is the real-time path.
 """
 
-import hashlib
 import json
 import os
 import subprocess
 import tempfile
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from parley.core._audio_sets import atomic_save, digest, espeak_version, file_identity, models_dir_or_default, read_wav
 
 from parley.core.evalset import resample
 
@@ -88,21 +88,21 @@ def build_echo_set(models_dir=None, seed=0):
 
     Deterministic for a given ``seed``. Needs the Piper voice, beckett.wav and espeak-ng.
     """
-    models_dir = _models_dir(models_dir)
+    models_dir = models_dir_or_default(models_dir)
     voice_dir = models_dir / "voice-en_US-joe-medium"
     beckett = models_dir / "beckett" / "beckett.wav"
     for path in (voice_dir / "model.onnx", voice_dir / "tokens.txt", beckett):
         if not path.is_file():
             raise FileNotFoundError(f"{path} is not fetched: run `parley models fetch --for test`")
     recipe = {
-        "version": RECIPE_VERSION, "seed": int(seed), "espeak": _espeak_version(),
-        "voice": _file_identity(voice_dir / "model.onnx"), "beckett": _file_identity(beckett),
+        "version": RECIPE_VERSION, "seed": int(seed), "espeak": espeak_version(),
+        "voice": file_identity(voice_dir / "model.onnx"), "beckett": file_identity(beckett),
         "agent": list(AGENT_LINES), "callers": [list(line) for line in CALLER_LINES],
         "erls": list(ERLS_DB), "delays": list(DELAYS_MS), "paths": list(PATHS),
         "levels": list(CALLER_LEVELS_DB), "onsets": list(CALLER_ONSET_S),
     }
     cache_dir = models_dir / ".cache" / "echoset"
-    cached = cache_dir / f"set-{_digest(recipe)[:20]}.npz"
+    cached = cache_dir / f"set-{digest(recipe)[:20]}.npz"
     if cached.is_file():
         return _load_set(cached)
     agent = [_agent_line(text, voice_dir, cache_dir) for text in AGENT_LINES]
@@ -177,27 +177,27 @@ def _trimmed(samples, within_db=20.0):
 # --- speech sources -----------------------------------------------------------------------------
 
 def _agent_line(text, voice_dir, cache_dir):
-    path = cache_dir / "agent" / f"{_digest([RECIPE_VERSION, text, _file_identity(voice_dir / 'model.onnx')])[:20]}.npy"
+    path = cache_dir / "agent" / f"{digest([RECIPE_VERSION, text, file_identity(voice_dir / 'model.onnx')])[:20]}.npy"
     if path.is_file():
         return np.load(path)
     samples, rate = _piper_speak(text, voice_dir)
     speech = _trimmed(resample(samples, rate, RATE))
-    _atomic_save(path, lambda f: np.save(f, speech))
+    atomic_save(path, lambda f: np.save(f, speech))
     return speech
 
 
 def _caller_line(line, beckett, cache_dir):
     source, voice, text = line
     if source == "beckett":
-        recording, rate = _read_wav(beckett)
+        recording, rate = read_wav(beckett)
         start, end = (int(s * rate) for s in _BECKETT_SPAN_S)
         return _trimmed(resample(recording[start:end], rate, RATE))
-    path = cache_dir / "caller" / f"{_digest([RECIPE_VERSION, voice, text, _espeak_version()])[:20]}.npy"
+    path = cache_dir / "caller" / f"{digest([RECIPE_VERSION, voice, text, espeak_version()])[:20]}.npy"
     if path.is_file():
         return np.load(path)
     samples, rate = _espeak(text, voice)
     speech = _trimmed(resample(samples, rate, RATE))
-    _atomic_save(path, lambda f: np.save(f, speech))
+    atomic_save(path, lambda f: np.save(f, speech))
     return speech
 
 
@@ -222,50 +222,10 @@ def _espeak(text, voice):
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "line.wav"
         subprocess.run(["espeak-ng", "-v", voice, "-w", str(out), text], capture_output=True, check=True)
-        return _read_wav(out)
-
-
-def _espeak_version():
-    try:
-        return subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True, check=True).stdout.strip()
-    except FileNotFoundError as exc:
-        raise FileNotFoundError("espeak-ng is not installed: run `apt-get install espeak-ng`") from exc
+        return read_wav(out)
 
 
 # --- files --------------------------------------------------------------------------------------
-
-def _models_dir(models_dir):
-    if models_dir is not None:
-        return Path(models_dir)
-    from parley.appliance.config import load_settings
-
-    return load_settings().models_dir
-
-
-def _read_wav(path):
-    with wave.open(str(path)) as wav:
-        if wav.getsampwidth() != 2 or wav.getnchannels() != 1:
-            raise ValueError(f"{path}: expected 16-bit mono PCM")
-        pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
-        return pcm.astype(np.float32) / 32768.0, wav.getframerate()
-
-
-def _digest(obj):
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
-
-
-def _file_identity(path):
-    stat = Path(path).stat()
-    return [stat.st_size, stat.st_mtime_ns]
-
-
-def _atomic_save(path, write):
-    """Write through a temporary file and rename: concurrent builders never read half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
-        write(tmp)
-    os.replace(tmp.name, path)
-
 
 _CASE_FIELDS = ("name", "sample_rate", "erl_db", "delay_ms", "caller_onset")
 
@@ -277,7 +237,7 @@ def _save_set(path, cases):
         arrays[far_key], arrays[f"near{i}"] = case.far, case.near
         meta.append({**{f: getattr(case, f) for f in _CASE_FIELDS}, "far": far_key})
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    _atomic_save(path, lambda f: np.savez(f, **arrays))
+    atomic_save(path, lambda f: np.savez(f, **arrays))
 
 
 def _load_set(path):

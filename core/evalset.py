@@ -14,7 +14,6 @@ import json
 import math
 import os
 import subprocess
-import tempfile
 import wave
 from dataclasses import dataclass
 from functools import cache
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from parley.core import codecs
+from parley.core._audio_sets import atomic_save, digest, espeak_version, file_identity, models_dir_or_default, read_wav
 
 RATE = 16000
 """Sample rate of the wideband turns."""
@@ -147,7 +147,7 @@ def build_turn_set(models_dir=None, *, snrs=(None, 20, 10, 5, 0), telephone=True
     Deterministic for a given ``seed``; cached under ``<models_dir>/.cache/evalset/`` by a hash
     of the recipe, so a second build only loads arrays.
     """
-    models_dir = _models_dir(models_dir)
+    models_dir = models_dir_or_default(models_dir)
     sources = {"beckett": models_dir / "beckett" / "beckett.wav",
                "two_cities": models_dir / "two-cities" / "two_cities.wav"}
     for path in sources.values():
@@ -157,14 +157,14 @@ def build_turn_set(models_dir=None, *, snrs=(None, 20, 10, 5, 0), telephone=True
     with_piper = (voice_dir / "model.onnx").is_file() and (voice_dir / "tokens.txt").is_file()
     recipe = {
         "version": RECIPE_VERSION, "snrs": [None if s is None else float(s) for s in snrs],
-        "telephone": bool(telephone), "seed": int(seed), "espeak": _espeak_version(),
+        "telephone": bool(telephone), "seed": int(seed), "espeak": espeak_version(),
         "sources": {name: _file_digest(path) for name, path in sources.items()},
-        "piper": _file_identity(voice_dir / "model.onnx") if with_piper else None,
+        "piper": file_identity(voice_dir / "model.onnx") if with_piper else None,
         "lines": [[line.name, line.voice, line.speed, list(line.parts)] for line in SCRIPTED_LINES],
         "babble": [list(line) for line in BABBLE_LINES],
     }
     cache_dir = models_dir / ".cache" / "evalset"
-    cached = cache_dir / f"set-{_digest(recipe)[:20]}.npz"
+    cached = cache_dir / f"set-{digest(recipe)[:20]}.npz"
     if cached.is_file():
         return _load_set(cached)
     synth = _Synthesizer(cache_dir / "synth", voice_dir if with_piper else None)
@@ -368,9 +368,9 @@ def _mix_at_snr(clean, segments, noise, snr_db):
 
 
 def _recorded_turns(sources, seed):
-    beckett, rate = _read_wav(sources["beckett"])
+    beckett, rate = read_wav(sources["beckett"])
     beckett = resample(beckett, rate, RATE)
-    cities, rate = _read_wav(sources["two_cities"])
+    cities, rate = read_wav(sources["two_cities"])
     cities = resample(cities, rate, RATE)
     rng = np.random.default_rng([seed, 1000])
     turns = [_recorded_turn("beckett", beckett, (0, len(beckett)), BECKETT_TEXT, rng)]
@@ -472,7 +472,7 @@ def _shared_babble_bed(rate):
     if rate != RATE:
         bed = resample(_shared_babble_bed(RATE), RATE, rate)
         return bed / np.sqrt(np.mean(bed.astype(np.float64) ** 2))
-    return _babble_bed(_Synthesizer(_models_dir(None) / ".cache" / "evalset" / "synth", None))
+    return _babble_bed(_Synthesizer(models_dir_or_default(None) / ".cache" / "evalset" / "synth", None))
 
 
 def _babble_bed(synth):
@@ -512,15 +512,15 @@ class _Synthesizer:
         return self.voice_dir is not None
 
     def speak(self, text, voice, speed):
-        recipe = {"text": text, "voice": voice, "speed": speed, "espeak": _espeak_version(),
-                  "piper": _file_identity(self.voice_dir / "model.onnx") if voice == "piper" else None,
+        recipe = {"text": text, "voice": voice, "speed": speed, "espeak": espeak_version(),
+                  "piper": file_identity(self.voice_dir / "model.onnx") if voice == "piper" else None,
                   "vits_noise": 0.0}
-        path = self.cache_dir / f"{_digest(recipe)[:20]}.npy"
+        path = self.cache_dir / f"{digest(recipe)[:20]}.npy"
         if path.is_file():
             return np.load(path)
         samples, rate = self._piper_speak(text, speed) if voice == "piper" else _espeak(text, voice, speed)
         samples = resample(samples, rate, RATE)
-        _atomic_save(path, lambda f: np.save(f, samples))
+        atomic_save(path, lambda f: np.save(f, samples))
         return samples
 
     def _piper_speak(self, text, speed):
@@ -556,52 +556,10 @@ def _espeak(text, voice, words_per_minute):
     return np.frombuffer(payload[: len(payload) // 2 * 2], dtype="<i2").astype(np.float32) / 32768.0, rate
 
 
-@cache
-def _espeak_version():
-    try:
-        return subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True, check=True).stdout.strip()
-    except FileNotFoundError as exc:
-        raise FileNotFoundError("espeak-ng is not installed: run `apt-get install espeak-ng`") from exc
-
-
 # --- files -------------------------------------------------------------------------------------
-
-def _models_dir(models_dir):
-    if models_dir is not None:
-        return Path(models_dir)
-    from parley.appliance.config import load_settings
-
-    return load_settings().models_dir
-
-
-def _read_wav(path):
-    with wave.open(str(path)) as wav:
-        if wav.getsampwidth() != 2 or wav.getnchannels() != 1:
-            raise ValueError(f"{path}: expected 16-bit mono PCM")
-        pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
-        return pcm.astype(np.float32) / 32768.0, wav.getframerate()
-
-
-def _digest(obj):
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
-
 
 def _file_digest(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def _file_identity(path):
-    stat = Path(path).stat()
-    return [stat.st_size, stat.st_mtime_ns]
-
-
-def _atomic_save(path, write):
-    """Write through a temporary file and rename: concurrent builders never read half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
-        write(tmp)
-    os.chmod(tmp.name, 0o644)
-    os.replace(tmp.name, path)
 
 
 _TURN_FIELDS = ("name", "sample_rate", "frame_ms", "speech_segments", "holds", "end_of_speech",
@@ -617,7 +575,7 @@ def _save_set(path, turns):
         arrays[clean_key], arrays[labels_key] = turn.clean, turn.frame_labels
         meta.append({**{f: getattr(turn, f) for f in _TURN_FIELDS}, "clean": clean_key, "labels": labels_key})
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    _atomic_save(path, lambda f: np.savez(f, **arrays))
+    atomic_save(path, lambda f: np.savez(f, **arrays))
 
 
 def _load_set(path):
