@@ -4,24 +4,13 @@ The compiled detector ``_bargein_c`` runs unless ``PARLEY_NO_EXTENSIONS=1`` asks
 plain-Python twin ``_bargein_py`` (the same source, interpreted).
 """
 
-import importlib.machinery
 import math
-import os
 from dataclasses import dataclass, fields
 
 from parley.core import _bargein_py
+from parley.core._implementation import choose
 
-if os.environ.get("PARLEY_NO_EXTENSIONS") == "1":
-    _impl = _bargein_py
-    COMPILED = False
-else:
-    from parley.core import _bargein_c as _impl
-
-    if not _impl.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
-        # The .py source sits beside the extension: never run it by accident (aiohttp's lesson).
-        raise ImportError("parley.core._bargein_c is not compiled: run `python setup.py build_ext --inplace`, "
-                          "or set PARLEY_NO_EXTENSIONS=1 for the plain-Python twin")
-    COMPILED = True
+_impl, COMPILED = choose("_bargein_c", "_bargein_py")
 
 
 class BargeInSettingsError(ValueError):

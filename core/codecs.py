@@ -5,16 +5,9 @@ Each conversion comes twice: allocating (``ulaw_encode``) and into a caller's bu
 (``ulaw_encode_into``), the form the per-frame loop uses.
 """
 
-import os
+from parley.core._implementation import choose
 
-if os.environ.get("PARLEY_NO_EXTENSIONS") == "1":
-    from parley.core import _g711_py as _impl
-
-    COMPILED = False
-else:
-    from parley.core import _g711 as _impl
-
-    COMPILED = True
+_impl, COMPILED = choose("_g711", "_g711_py")
 
 ulaw_encode = _impl.ulaw_encode
 ulaw_decode = _impl.ulaw_decode

@@ -4,24 +4,13 @@ The compiled endpointer ``_endpointer_c`` runs unless ``PARLEY_NO_EXTENSIONS=1``
 plain-Python twin ``_endpointer_py`` (the same source, interpreted).
 """
 
-import importlib.machinery
-import os
 from dataclasses import dataclass, fields
 from enum import IntEnum
 
 from parley.core import _endpointer_py
+from parley.core._implementation import choose
 
-if os.environ.get("PARLEY_NO_EXTENSIONS") == "1":
-    _impl = _endpointer_py
-    COMPILED = False
-else:
-    from parley.core import _endpointer_c as _impl
-
-    if not _impl.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
-        # The .py source sits beside the extension: never run it by accident (aiohttp's lesson).
-        raise ImportError("parley.core._endpointer_c is not compiled: run `python setup.py build_ext --inplace`, "
-                          "or set PARLEY_NO_EXTENSIONS=1 for the plain-Python twin")
-    COMPILED = True
+_impl, COMPILED = choose("_endpointer_c", "_endpointer_py")
 
 
 class EndpointerSettingsError(ValueError):

@@ -7,22 +7,11 @@ plain-Python twin ``_framing_py`` (the same source, interpreted).
 ``push_pcm16(int16)``, ``pop_into(out) -> bool``, ``frames_ready``, ``next_frame_position``.
 """
 
-import importlib.machinery
-import os
 
 from parley.core import _framing_py
+from parley.core._implementation import choose
 
-if os.environ.get("PARLEY_NO_EXTENSIONS") == "1":
-    _impl = _framing_py
-    COMPILED = False
-else:
-    from parley.core import _framing_c as _impl
-
-    if not _impl.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
-        # The .py source sits beside the extension: never run it by accident (aiohttp's lesson).
-        raise ImportError("parley.core._framing_c is not compiled: run `python setup.py build_ext --inplace`, "
-                          "or set PARLEY_NO_EXTENSIONS=1 for the plain-Python twin")
-    COMPILED = True
+_impl, COMPILED = choose("_framing_c", "_framing_py")
 
 SAMPLE_RATES = _framing_py.SAMPLE_RATES
 FRAME_MS = _framing_py.FRAME_MS

@@ -7,24 +7,13 @@ plain-Python twin ``_jitter_py`` (the same source, interpreted); how it plays is
 arrival_ns) -> bool``, ``pop_into(out) -> FrameKind`` value, statistics as attributes.
 """
 
-import importlib.machinery
-import os
 from dataclasses import dataclass, fields
 from enum import IntEnum
 
 from parley.core import _jitter_py
+from parley.core._implementation import choose
 
-if os.environ.get("PARLEY_NO_EXTENSIONS") == "1":
-    _impl = _jitter_py
-    COMPILED = False
-else:
-    from parley.core import _jitter_c as _impl
-
-    if not _impl.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
-        # The .py source sits beside the extension: never run it by accident (aiohttp's lesson).
-        raise ImportError("parley.core._jitter_c is not compiled: run `python setup.py build_ext --inplace`, "
-                          "or set PARLEY_NO_EXTENSIONS=1 for the plain-Python twin")
-    COMPILED = True
+_impl, COMPILED = choose("_jitter_c", "_jitter_py")
 
 MAX_DEPTH_FRAMES = 50
 """No setting may ask for more than a second of 20 ms frames: delay hurts a call more than loss."""

@@ -10,8 +10,7 @@ a stream), ``reset()``, and ``group_delay``: output sample n stands for input ti
 ``(n - group_delay) / out_rate``.
 """
 
-import os
-
+from parley.core._implementation import choose
 from parley.core._resample_py import (
     PASSBAND_EDGE,
     PASSBAND_RIPPLE_DB,
@@ -23,14 +22,8 @@ from parley.core._resample_py import (
     design_filter,
 )
 
-if os.environ.get("PARLEY_NO_EXTENSIONS") == "1":
-    from parley.core._resample_py import StreamResampler
-
-    COMPILED = False
-else:
-    from parley.core._resample import StreamResampler
-
-    COMPILED = True
+_impl, COMPILED = choose("_resample", "_resample_py")
+StreamResampler = _impl.StreamResampler
 
 __all__ = [
     "COMPILED",

@@ -10,24 +10,13 @@ The compiled stage (a) (``_vad_c``) is used unless ``PARLEY_NO_EXTENSIONS=1`` as
 plain-Python twin (``_vad_py``).
 """
 
-import importlib.machinery
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
-if os.environ.get("PARLEY_NO_EXTENSIONS") == "1":
-    from parley.core import _vad_py as _impl
+from parley.core._implementation import choose
 
-    COMPILED = False
-else:
-    from parley.core import _vad_c as _impl
-
-    if not _impl.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
-        # The .py source sits beside the extension: never run it by accident (aiohttp's lesson).
-        raise ImportError("parley.core._vad_c is not compiled: run `python setup.py build_ext --inplace`, "
-                          "or set PARLEY_NO_EXTENSIONS=1 for the plain-Python twin")
-    COMPILED = True
+_impl, COMPILED = choose("_vad_c", "_vad_py")
 
 SILENCE = _impl.SILENCE
 SPEECH = _impl.SPEECH
