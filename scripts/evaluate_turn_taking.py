@@ -11,10 +11,17 @@ decisions give the VAD-only baseline grid (silence timeout alone).
 Barge-in, per echo return loss and echo delay: delay from the caller's onset to the barge-in
 (median, p90), callers never detected, and false barge-ins per minute of echo-only audio.
 
-Run: ``.venv/bin/python scripts/evaluate_turn_taking.py [--hangovers 500 800]``
+Acoustic sweep (``--acoustic``, or ``--acoustic-only`` to skip everything else), eot-bench style:
+Smart Turn scores every silence span of the clean-signal labels once per action delay, on the
+audio the detector hears (up to the last 8 s, G.711 resampled to 16 kHz), over the clean wideband,
+clean G.711 and 10 dB turns; the threshold x action_delay x timeout grid and the VAD-only baseline
+(timeout alone) are then scored from those cached scores.
+
+Run: ``.venv/bin/python scripts/evaluate_turn_taking.py [--hangovers 500 800] [--acoustic | --acoustic-only]``
 """
 
 import argparse
+import math
 import platform
 import time
 from collections import Counter, defaultdict
@@ -26,16 +33,31 @@ from parley.core import bargein, endpointer
 from parley.core.bargein import BargeInSettings
 from parley.core.echoset import build_echo_set
 from parley.core.endpointer import EndpointerSettings, EndpointEvent
-from parley.core.evalset import build_turn_set
+from parley.core.evalset import RATE, build_turn_set, resample
 
 BASELINE_TIMEOUTS_MS = tuple(range(200, 1700, 100))
+
+ACOUSTIC_SNRS = (None, 10.0)
+"""The acoustic sweep's subset: clean and 10 dB, each wideband and G.711 (Smart Turn costs ~100 ms a call)."""
+ACOUSTIC_THRESHOLDS = (0.3, 0.5, 0.7, 0.9)
+ACOUSTIC_ACTION_DELAYS_MS = (100, 200, 300, 500)
+ACOUSTIC_TIMEOUTS_MS = tuple(range(300, 2001, 100))
+LATENCY_BUDGETS_MS = (300, 600)
+CUTOFF_BUDGETS = (0.05, 0.10)
+ISSUE_PAUSE_MS = (400, 900)
+"""The issue's mid-sentence pauses: holds this long, in ms, inclusive."""
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hangovers", type=int, nargs="+", default=[500, 800], help="hangover_ms values to score")
+    parser.add_argument("--acoustic", action="store_true", help="also run the Smart Turn policy sweep")
+    parser.add_argument("--acoustic-only", action="store_true", help="run only the Smart Turn policy sweep")
     args = parser.parse_args()
     models_dir = load_settings().models_dir
+    if args.acoustic_only:
+        print_acoustic_sweep(models_dir)
+        return
     print(f"machine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}; "
           f"compiled core: endpointer={endpointer.COMPILED} bargein={bargein.COMPILED}")
     turns = build_turn_set(models_dir)
@@ -47,6 +69,8 @@ def main():
     print_endpointer_table(turns, decisions, args.hangovers)
     print_baseline_grid(turns, decisions["vad"])
     print_bargein_table(build_echo_set(models_dir))
+    if args.acoustic:
+        print_acoustic_sweep(models_dir)
 
 
 def two_stage_vad_decisions(turn, models_dir, _silero={}):
@@ -150,6 +174,194 @@ def print_bargein_table(cases):
         print(f"{erl:>5} {delay:>6} {np.median(delays):>5.0f}ms {np.percentile(delays, 90):>4.0f}ms "
               f"{group['missed']:>3}/{group['callers']:<3} {group['false'] / (group['echo_s'] / 60):>19.2f}")
     print("  ERL in dB, delay in ms; detection delay is from the caller's onset to the end of the deciding frame")
+
+
+# --- acoustic (Smart Turn) policy sweep, eot-bench style ----------------------------------------
+
+def silence_spans(turn):
+    """``[(start_sample, length_ms, is_eot), ...]``: the turn's holds, then its final silence.
+
+    The final span (``eot``) is open-ended: the caller has finished, so silence would go on past
+    the end of the recording (which keeps 1.6 s) and every timeout fires in it eventually.
+    """
+    spans = [(start, (end - start) * 1000 / turn.sample_rate, False) for start, end in turn.holds]
+    spans.append((turn.end_of_speech, math.inf, True))
+    return spans
+
+
+def span_decision_ms(span_ms, score, threshold, action_delay_ms, timeout_ms):
+    """When, in ms after a silence span starts, the policy ends the turn in it; None if speech resumes first.
+
+    ``score`` is Smart Turn's p(complete) at ``action_delay_ms`` into the span (None when the span
+    is not that long, or for the VAD-only policy). The turn ends at the action delay when the
+    score reaches the threshold, else at the timeout; a span that ends first never ends the turn.
+    """
+    early = action_delay_ms if score is not None and score >= threshold else math.inf
+    decision = min(early, timeout_ms)
+    return decision if decision < span_ms else None
+
+
+def score_policy(spans, threshold, action_delay_ms, timeout_ms):
+    """``(false-cutoff rate per hold, latencies ms of the eot spans)`` over ``[(span_ms, is_eot, scores)]``.
+
+    ``scores`` maps an action delay to the span's p(complete) there (missing: not scored).
+    """
+    holds = cut = 0
+    latencies = []
+    for span_ms, is_eot, scores in spans:
+        decision = span_decision_ms(span_ms, scores.get(action_delay_ms), threshold, action_delay_ms, timeout_ms)
+        if is_eot:
+            latencies.append(decision)
+        else:
+            holds += 1
+            cut += decision is not None
+    return cut / max(holds, 1), np.array(latencies, dtype=float)
+
+
+def operating_points(points):
+    """eot-bench's four figures from ``[(false_cutoff_rate, latency_ms), ...]`` policies.
+
+    Returns ``{("cutoff@", budget_ms): lowest rate within that latency,
+    ("latency@", budget_rate): lowest latency within that rate}``; None where no policy fits.
+    """
+    result = {}
+    for budget in LATENCY_BUDGETS_MS:
+        rates = [rate for rate, latency in points if latency <= budget]
+        result[("cutoff@", budget)] = min(rates) if rates else None
+    for budget in CUTOFF_BUDGETS:
+        latencies = [latency for rate, latency in points if rate <= budget + 1e-12]
+        result[("latency@", budget)] = min(latencies) if latencies else None
+    return result
+
+
+def pareto_frontier(points):
+    """Indices of the policies no other beats on both latency and false cut-offs, by rising latency."""
+    order = sorted(range(len(points)), key=lambda k: (points[k][1], points[k][0]))
+    frontier, best_rate = [], math.inf
+    for k in order:
+        if points[k][0] < best_rate:
+            frontier.append(k)
+            best_rate = points[k][0]
+    return frontier
+
+
+def acoustic_span_scores(turns, model, batch=8):
+    """Per turn, ``[(span_ms, is_eot, {action_delay_ms: p(complete)}), ...]``: each span scored once per delay."""
+    jobs, out = [], []
+    for turn_index, turn in enumerate(turns):
+        spans = []
+        for span_index, (start, span_ms, is_eot) in enumerate(silence_spans(turn)):
+            spans.append((span_ms, is_eot, {}))
+            for delay in ACOUSTIC_ACTION_DELAYS_MS:
+                if delay < span_ms:
+                    end = start + delay * turn.sample_rate // 1000
+                    jobs.append((turn_index, span_index, delay, end))
+        out.append(spans)
+    for first in range(0, len(jobs), batch):
+        chunk = jobs[first:first + batch]
+        audios = []
+        for turn_index, _, _, end in chunk:
+            turn = turns[turn_index]
+            window = turn.audio[max(0, end - 8 * turn.sample_rate):end]
+            if turn.sample_rate != RATE:
+                window = resample(window, turn.sample_rate, RATE)
+            audios.append(np.ascontiguousarray(window, dtype=np.float32))
+        for (turn_index, span_index, delay, _), p in zip(chunk, model.score_batch(audios)):
+            out[turn_index][span_index][2][delay] = p
+    return out, len(jobs)
+
+
+def _fmt(value, unit):
+    if value is None:
+        return "n/a"
+    return f"{100 * value:.1f} %" if unit == "%" else f"{value:.0f} ms"
+
+
+def print_acoustic_sweep(models_dir):
+    from parley.core.acoustic_turn import SmartTurnModel
+
+    turns = [t for t in build_turn_set(models_dir) if t.snr_db in ACOUSTIC_SNRS]
+    model = SmartTurnModel.from_models_dir(models_dir)
+    started = time.perf_counter()
+    per_turn, calls = acoustic_span_scores(turns, model)
+    elapsed = time.perf_counter() - started
+    spans = [span for turn_spans in per_turn for span in turn_spans]
+    holds = sum(not is_eot for _, is_eot, _ in spans)
+    print(f"\nAcoustic end-of-turn sweep (Smart Turn v3.2, eot-bench style): {len(turns)} turns "
+          f"(clean + {', '.join(f'{s:g} dB' for s in ACOUSTIC_SNRS if s is not None)}; wideband + g711), "
+          f"{holds} hold spans, {len(turns)} eot spans; clean-signal labels' silence spans")
+    print(f"  {calls} Smart Turn scorings in {elapsed:.1f} s ({1000 * elapsed / max(calls, 1):.0f} ms each)")
+
+    policies = {"smart_turn": [], "vad_only": []}
+    for threshold in ACOUSTIC_THRESHOLDS:
+        for delay in ACOUSTIC_ACTION_DELAYS_MS:
+            for timeout in ACOUSTIC_TIMEOUTS_MS:
+                rate, latencies = score_policy(spans, threshold, delay, timeout)
+                policies["smart_turn"].append(((threshold, delay, timeout), rate, latencies))
+    for timeout in ACOUSTIC_TIMEOUTS_MS:
+        rate, latencies = score_policy(spans, math.inf, 0, timeout)
+        policies["vad_only"].append(((None, None, timeout), rate, latencies))
+
+    print("\nOperating points (false cut-off rate per hold; latency = mean over eot spans, "
+          "the lowest a grid policy reaches within the budget)")
+    print(f"{'policy':<11} {'cutoffs @300 ms':>16} {'cutoffs @600 ms':>16} {'latency @5 %':>13} {'latency @10 %':>14}")
+    for name, rows in policies.items():
+        ops = operating_points([(rate, lat.mean()) for _, rate, lat in rows])
+        print(f"{name:<11} {_fmt(ops[('cutoff@', 300)], '%'):>16} {_fmt(ops[('cutoff@', 600)], '%'):>16} "
+              f"{_fmt(ops[('latency@', 0.05)], 'ms'):>13} {_fmt(ops[('latency@', 0.10)], 'ms'):>14}")
+
+    for name, rows in policies.items():
+        frontier = pareto_frontier([(rate, lat.mean()) for _, rate, lat in rows])
+        print(f"\nPareto frontier, {name} ({len(frontier)} of {len(rows)} policies)")
+        print(f"{'threshold':>9} {'delay':>6} {'timeout':>8} {'mean latency':>13} {'median':>7} {'p90':>6} {'false cut-offs':>15}")
+        for k in frontier:
+            (threshold, delay, timeout), rate, lat = rows[k]
+            print(f"{'-' if threshold is None else threshold:>9} {'-' if delay is None else delay:>6} {timeout:>6}ms "
+                  f"{lat.mean():>11.0f}ms {np.median(lat):>5.0f}ms {np.percentile(lat, 90):>4.0f}ms {100 * rate:>13.1f} %")
+
+    # The issue's figure: delay after a complete turn, and the 400-900 ms pauses that end the turn.
+    low, high = ISSUE_PAUSE_MS
+    pauses = [span for span in spans if not span[1] and low <= span[0] <= high]
+    eligible = [row for row in policies["smart_turn"] if row[1] <= CUTOFF_BUDGETS[1] + 1e-12]
+    best = min(eligible, key=lambda row: (row[2].mean(), row[1])) if eligible else None
+    contenders = [(f"vad-only timeout {t} ms", math.inf, 0, t) for t in (500, 800)]
+    if best is None:  # nothing within budget: show the Smart Turn policy that cuts least instead
+        best = min(policies["smart_turn"], key=lambda row: (row[1], row[2].mean()))
+    threshold, delay, timeout = best[0]
+    contenders.insert(0, (f"smart turn t={threshold} d={delay} ms to={timeout} ms", threshold, delay, timeout))
+    print(f"\nThe issue's figure: median delay after a complete turn, and the {low}-{high} ms mid-turn pauses "
+          f"({len(pauses)} holds) that end the turn early")
+    print(f"{'policy':<38} {'median delay':>13} {'p90':>6} {'pauses cut':>14} {'all holds cut':>14}")
+    for label, threshold, delay, timeout in contenders:
+        rate, lat = score_policy(spans, threshold, delay, timeout)
+        cut = sum(span_decision_ms(span_ms, scores.get(delay), threshold, delay, timeout) is not None
+                  for span_ms, _, scores in pauses)
+        print(f"{label:<38} {np.median(lat):>11.0f}ms {np.percentile(lat, 90):>4.0f}ms "
+              f"{cut:>4}/{len(pauses)} ({100 * cut / max(len(pauses), 1):4.1f} %) {100 * rate:>12.1f} %")
+    if not eligible:
+        print(f"  no Smart Turn policy on the grid keeps false cut-offs at or under {100 * CUTOFF_BUDGETS[1]:.0f} %: "
+              "the row shown is the one that cuts least")
+    print("  'best' = lowest mean latency with false cut-offs <= 10 % per hold; the eot silence is taken "
+          "as unbounded, so timeouts past the recorded 1.6 s still fire")
+    print("\nSmart Turn alone, per action delay (p = p(complete) at that much silence)")
+    print(f"{'delay':>6} {'eot spans':>10} {'holds scored':>13} {'AUC eot>hold':>13} {'eot p>=0.5':>11} "
+          f"{'hold p>=0.5':>12} {'eot p>=0.9':>11} {'hold p>=0.9':>12}")
+    for delay in ACOUSTIC_ACTION_DELAYS_MS:
+        eot = np.array([scores[delay] for _, is_eot, scores in spans if is_eot and delay in scores])
+        hold = np.array([scores[delay] for _, is_eot, scores in spans if not is_eot and delay in scores])
+        print(f"{delay:>4}ms {len(eot):>10} {len(hold):>13} {score_auc(eot, hold):>13.2f} "
+              f"{100 * np.mean(eot >= 0.5):>9.1f} % {100 * np.mean(hold >= 0.5):>10.1f} % "
+              f"{100 * np.mean(eot >= 0.9):>9.1f} % {100 * np.mean(hold >= 0.9):>10.1f} %")
+
+
+def score_auc(positives, negatives):
+    """P(a positive scores above a negative), ties counting half; NaN when either side is empty."""
+    positives, negatives = np.asarray(positives, float), np.asarray(negatives, float)
+    if not positives.size or not negatives.size:
+        return math.nan
+    greater = (positives[:, None] > negatives[None, :]).mean()
+    ties = (positives[:, None] == negatives[None, :]).mean()
+    return float(greater + 0.5 * ties)
 
 
 if __name__ == "__main__":

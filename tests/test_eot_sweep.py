@@ -1,0 +1,64 @@
+"""The eot-bench style scoring in scripts/evaluate_turn_taking.py, on tiny synthetic spans."""
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+
+_PATH = Path(__file__).resolve().parents[1] / "scripts" / "evaluate_turn_taking.py"
+_spec = importlib.util.spec_from_file_location("evaluate_turn_taking", _PATH)
+sweep = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sweep)
+
+
+def test_confident_score_ends_the_turn_at_the_action_delay():
+    assert sweep.span_decision_ms(math.inf, 0.8, 0.5, 200, 1000) == 200
+
+
+def test_unconfident_score_waits_for_the_timeout():
+    assert sweep.span_decision_ms(math.inf, 0.2, 0.5, 200, 1000) == 1000
+
+
+def test_timeout_shorter_than_the_action_delay_wins():
+    assert sweep.span_decision_ms(math.inf, 0.99, 0.5, 500, 300) == 300
+
+
+def test_hold_shorter_than_the_decision_never_ends_the_turn():
+    assert sweep.span_decision_ms(150, None, 0.5, 200, 300) is None
+    assert sweep.span_decision_ms(250, 0.1, 0.5, 200, 300) is None
+    assert sweep.span_decision_ms(250, 0.9, 0.5, 200, 300) == 200
+    assert sweep.span_decision_ms(300, 0.1, 0.5, 200, 300) is None  # ends exactly as speech resumes
+
+
+def test_vad_only_policy_ignores_scores():
+    assert sweep.span_decision_ms(math.inf, 1.0, math.inf, 100, 700) == 700
+
+
+def test_score_policy_counts_cutoffs_per_hold_and_latency_per_eot():
+    spans = [(400, False, {200: 0.9}), (500, False, {200: 0.1}), (math.inf, True, {200: 0.6}),
+             (math.inf, True, {200: 0.4})]
+    rate, latencies = sweep.score_policy(spans, 0.5, 200, 600)
+    assert rate == pytest.approx(0.5)  # the 400 ms hold is cut at 200; the 500 ms one ends before the 600 ms timeout
+    assert latencies.tolist() == [200, 600]
+
+
+def test_operating_points_take_the_best_policy_within_each_budget():
+    points = [(0.50, 300), (0.20, 600), (0.08, 900), (0.04, 1200)]
+    ops = sweep.operating_points(points)
+    assert ops[("cutoff@", 300)] == 0.50
+    assert ops[("cutoff@", 600)] == 0.20
+    assert ops[("latency@", 0.05)] == 1200
+    assert ops[("latency@", 0.10)] == 900
+    assert sweep.operating_points([(0.5, 900)])[("cutoff@", 300)] is None
+
+
+def test_pareto_frontier_drops_dominated_policies():
+    points = [(0.5, 300), (0.6, 400), (0.2, 600), (0.2, 700), (0.1, 900)]
+    assert sweep.pareto_frontier(points) == [0, 2, 4]
+
+
+def test_score_auc():
+    assert sweep.score_auc([0.9, 0.8], [0.1, 0.2]) == 1.0
+    assert sweep.score_auc([0.5], [0.5]) == 0.5
+    assert math.isnan(sweep.score_auc([], [0.1]))
