@@ -83,3 +83,31 @@ def test_silero_one_window(benchmark):
     audio = np.concatenate(FRAMES)
     windows = [audio[k * 512:(k + 1) * 512] for k in range(len(audio) // 512)]
     _run_frames(benchmark, lambda window: model.score(stream, window), windows)
+
+
+CALLS = 32
+
+
+@pytest.fixture(scope="module")
+def silero_and_windows():
+    from parley.core.silero import SileroVad
+
+    path = load_settings().models_dir / "silero-vad" / "silero_vad.onnx"
+    if not path.exists():
+        pytest.skip(f"{path} is not there: run `parley models fetch --for test`")
+    model = SileroVad(path)
+    audio = np.concatenate(FRAMES)
+    windows = [audio[(k % 10) * 512:(k % 10 + 1) * 512] for k in range(CALLS)]
+    return model, [model.new_stream(RATE) for _ in range(CALLS)], windows
+
+
+def test_silero_32_calls_one_at_a_time(benchmark, silero_and_windows):
+    model, streams, windows = silero_and_windows
+    benchmark.group = f"silero-{CALLS}-calls-one-window-each"
+    benchmark(lambda: [model.score(s, w) for s, w in zip(streams, windows)])
+
+
+def test_silero_32_calls_in_one_batch(benchmark, silero_and_windows):
+    model, streams, windows = silero_and_windows
+    benchmark.group = f"silero-{CALLS}-calls-one-window-each"
+    benchmark(lambda: model.score_batch(streams, windows))
