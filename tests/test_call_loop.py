@@ -187,3 +187,27 @@ def test_the_acoustic_verdict_ends_a_complete_turn_early_and_no_other(silero, tu
     else:
         assert all(e.reason == "silence" for e in ends)
         assert ends[-1].sample - ends[-1].speech_end_sample >= loop.settings.endpointer.hangover_ms * 8 - 160
+
+
+def test_odd_chunk_sizes_give_the_same_frames_as_whole_frames(silero, turns):
+    turn = next(t for t in turns if t.name.startswith("beckett") and t.channel == "wideband")
+    settings = CallLoopSettings(line_rate=16000, codec="l16")
+    audio = turn.audio[: 320 * 100]
+
+    def events_out(chunk_sizes):
+        loop, out, at, k = CallLoop(silero, settings), [], 0, 0
+        while at < len(audio):
+            size = chunk_sizes[k % len(chunk_sizes)]
+            loop.feed_pcm(audio[at:at + size])
+            at, k = at + size, k + 1
+            while loop.next_frame() is not None:
+                while (event := loop.next_event()) is not None:
+                    out.append(event)
+        return out, loop
+
+    whole, whole_loop = events_out([320])
+    odd, odd_loop = events_out([7, 1, 333, 0, 2048, 13])
+    assert whole and any(isinstance(e, SpeechStarted) for e in whole)
+    assert odd == whole, "the same turn-taking events, whatever the chunking"
+    assert whole_loop.vad.frames == odd_loop.vad.frames == 100
+    assert np.array_equal(whole_loop.turn_audio(0), odd_loop.turn_audio(0))
