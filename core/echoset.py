@@ -9,7 +9,6 @@ under ``<models_dir>/.cache/echoset/``; none of it is the real-time path.
 """
 
 import json
-import os
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -180,7 +179,9 @@ def _agent_line(text, voice_dir, cache_dir):
     path = cache_dir / "agent" / f"{digest([RECIPE_VERSION, text, file_identity(voice_dir / 'model.onnx')])[:20]}.npy"
     if path.is_file():
         return np.load(path)
-    samples, rate = _piper_speak(text, voice_dir)
+    from parley.appliance.models.piper_voice import Voice
+
+    samples, rate = Voice(voice_dir).speak(text)
     speech = _trimmed(resample(samples, rate, RATE))
     atomic_save(path, lambda f: np.save(f, speech))
     return speech
@@ -199,23 +200,6 @@ def _caller_line(line, beckett, cache_dir):
     speech = _trimmed(resample(samples, rate, RATE))
     atomic_save(path, lambda f: np.save(f, speech))
     return speech
-
-
-def _piper_speak(text, voice_dir):
-    """The appliance's voice: piper-tts's espeak-ng phonemes into sherpa-onnx VITS."""
-    import piper
-    import sherpa_onnx
-    from piper.phonemize_espeak import EspeakPhonemizer
-
-    tts = sherpa_onnx.OfflineTts(sherpa_onnx.OfflineTtsConfig(model=sherpa_onnx.OfflineTtsModelConfig(
-        vits=sherpa_onnx.OfflineTtsVitsModelConfig(model=str(voice_dir / "model.onnx"),
-                                                   tokens=str(voice_dir / "tokens.txt")),
-        num_threads=2)))
-    phonemizer = EspeakPhonemizer(os.path.join(os.path.dirname(piper.__file__), "espeak-ng-data"))
-    config = sherpa_onnx.GenerationConfig()
-    config.phoneme_codepoints = [[ord(c) for c in "".join(s)] for s in phonemizer.phonemize("en-us", text)]
-    audio = tts.generate(text, config)
-    return np.asarray(audio.samples, dtype=np.float32), audio.sample_rate
 
 
 def _espeak(text, voice):

@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import math
-import os
 import subprocess
 import wave
 from dataclasses import dataclass
@@ -524,26 +523,11 @@ class _Synthesizer:
         return samples
 
     def _piper_speak(self, text, speed):
-        import piper
-        import sherpa_onnx
-        from piper.phonemize_espeak import EspeakPhonemizer
+        from parley.appliance.models.piper_voice import Voice
 
         if self._piper is None:
-            # VITS draws unseeded noise (a different take every process): without it a line is
-            # the same on every machine.
-            model = sherpa_onnx.OfflineTtsModelConfig(
-                vits=sherpa_onnx.OfflineTtsVitsModelConfig(model=str(self.voice_dir / "model.onnx"),
-                                                           tokens=str(self.voice_dir / "tokens.txt"),
-                                                           noise_scale=0.0, noise_scale_w=0.0),
-                num_threads=1)
-            phonemizer = EspeakPhonemizer(os.path.join(os.path.dirname(piper.__file__), "espeak-ng-data"))
-            self._piper = (sherpa_onnx.OfflineTts(sherpa_onnx.OfflineTtsConfig(model=model)), phonemizer)
-        tts, phonemizer = self._piper
-        config = sherpa_onnx.GenerationConfig()
-        config.speed = float(speed)
-        config.phoneme_codepoints = [[ord(c) for c in "".join(s)] for s in phonemizer.phonemize("en-us", text)]
-        audio = tts.generate(text, config)
-        return np.asarray(audio.samples, dtype=np.float32), audio.sample_rate
+            self._piper = Voice(self.voice_dir, num_threads=1, deterministic=True)
+        return self._piper.speak(text, speed)
 
 
 def _espeak(text, voice, words_per_minute):

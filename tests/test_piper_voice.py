@@ -1,5 +1,4 @@
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -7,6 +6,7 @@ import pytest
 
 from conftest import fetched
 from parley.appliance.models.piper_voice import (
+    Voice,
     VoiceConversionError,
     check_voice_dir,
     convert_piper_voice,
@@ -17,20 +17,7 @@ VOICE = "voice-en_US-joe-medium"
 
 
 def synthesize(voice_dir, text):
-    """Speak ``text`` as the appliance will: piper-tts's espeak-ng phonemes into sherpa-onnx VITS."""
-    import piper
-    import sherpa_onnx
-    from piper.phonemize_espeak import EspeakPhonemizer
-
-    tts = sherpa_onnx.OfflineTts(sherpa_onnx.OfflineTtsConfig(model=sherpa_onnx.OfflineTtsModelConfig(
-        vits=sherpa_onnx.OfflineTtsVitsModelConfig(model=str(voice_dir / "model.onnx"),
-                                                   tokens=str(voice_dir / "tokens.txt")),
-        num_threads=2)))
-    phonemizer = EspeakPhonemizer(os.path.join(os.path.dirname(piper.__file__), "espeak-ng-data"))
-    config = sherpa_onnx.GenerationConfig()
-    config.phoneme_codepoints = [[ord(c) for c in "".join(s)] for s in phonemizer.phonemize("en-us", text)]
-    audio = tts.generate(text, config)
-    return np.asarray(audio.samples, dtype=np.float32), audio.sample_rate
+    return Voice(voice_dir).speak(text)
 
 
 def test_tokens_are_one_codepoint_each_with_the_space_as_a_bare_id():

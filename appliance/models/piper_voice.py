@@ -99,3 +99,38 @@ def check_voice_dir(voice_dir):
     if missing or "piper" not in props.get("comment", ""):
         raise VoiceConversionError(f"{model_path}: metadata lacks {missing or ['comment=piper']}: run `parley models fetch`")
     return props
+
+
+class Voice:
+    """A converted Piper voice spoken through sherpa-onnx, with phonemes from piper-tts's
+    espeak-ng (sherpa-onnx 2.x no longer phonemizes VITS input itself)."""
+
+    def __init__(self, voice_dir, num_threads=2, deterministic=False):
+        """``deterministic`` turns VITS's unseeded noise off, so a line is the same on every machine."""
+        import piper
+        import sherpa_onnx
+        from piper.phonemize_espeak import EspeakPhonemizer
+
+        voice_dir = Path(voice_dir)
+        check_voice_dir(voice_dir)
+        noise = {"noise_scale": 0.0, "noise_scale_w": 0.0} if deterministic else {}
+        vits = sherpa_onnx.OfflineTtsVitsModelConfig(
+            model=str(voice_dir / "model.onnx"), tokens=str(voice_dir / "tokens.txt"), **noise)
+        self._tts = sherpa_onnx.OfflineTts(sherpa_onnx.OfflineTtsConfig(
+            model=sherpa_onnx.OfflineTtsModelConfig(vits=vits, num_threads=num_threads)))
+        self._phonemizer = EspeakPhonemizer(os.path.join(os.path.dirname(piper.__file__), "espeak-ng-data"))
+        self._generation = sherpa_onnx.GenerationConfig
+
+    @property
+    def sample_rate(self):
+        return self._tts.sample_rate
+
+    def speak(self, text, speed=1.0):
+        """``text`` as float32 samples at ``sample_rate``; returns ``(samples, sample_rate)``."""
+        import numpy as np
+
+        config = self._generation()
+        config.speed = float(speed)
+        config.phoneme_codepoints = [[ord(c) for c in "".join(s)] for s in self._phonemizer.phonemize("en-us", text)]
+        audio = self._tts.generate(text, config)
+        return np.asarray(audio.samples, dtype=np.float32), audio.sample_rate
