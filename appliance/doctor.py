@@ -42,18 +42,23 @@ def _python():
     return Check("platform", "python", PASS if ok else FAIL,
                  f"{platform.python_version()} ({sys.executable})" + ("" if ok else "; Parley needs 3.11 or newer"))
 
-def _cython_core():
-    def probe():
-        from parley.core import codecs
+CORE_MODULES = ("codecs", "resample", "framing", "jitter", "vad", "endpointer", "bargein", "playout")
+"""The faces of the compiled core; each picks its compiled module or, if asked, the Python twin."""
 
-        if not codecs.COMPILED:
-            return Check("platform", "cython core", WARN, "PARLEY_NO_EXTENSIONS=1: running the pure-Python twin")
-        return Check("platform", "cython core", PASS, f"compiled: {Path(codecs._impl.__file__).name}")
+
+def _cython_core():
+    import importlib
 
     try:
-        return probe()
+        faces = [importlib.import_module(f"parley.core.{name}") for name in CORE_MODULES]
     except ImportError as exc:
-        return Check("platform", "cython core", FAIL, f"not built ({exc}): run `make setup` (pip install -e .)")
+        return Check("platform", "cython core", FAIL, f"not built ({exc})")
+    twins = [name for name, face in zip(CORE_MODULES, faces) if not face.COMPILED]
+    if twins:
+        return Check("platform", "cython core", WARN,
+                     f"PARLEY_NO_EXTENSIONS=1: running the pure-Python twins of {', '.join(twins)}")
+    return Check("platform", "cython core", PASS, f"compiled: {', '.join(CORE_MODULES)}")
+
 
 def _runtimes():
     def onnxruntime():

@@ -79,3 +79,18 @@ def test_a_broken_parley_toml_is_a_clear_error(empty_home, capsys):
     (empty_home / "parley.toml").write_text('[appliance]\nsip_prot = 5060\n')
     assert main(["doctor"]) == 2
     assert "unknown [appliance] keys ['sip_prot']" in capsys.readouterr().err
+
+
+def test_doctor_fails_when_a_compiled_core_module_is_missing(empty_home, monkeypatch):
+    import importlib
+
+    real_import = importlib.import_module
+
+    def import_module(name, *args):
+        if name == "parley.core.jitter":
+            raise ImportError("parley.core._jitter_c is not compiled: run `make setup`")
+        return real_import(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", import_module)
+    (check,) = [c for c in run_checks(load_settings(), "test") if c.name == "cython core"]
+    assert check.status == FAIL and "_jitter_c is not compiled" in check.detail
