@@ -8,14 +8,20 @@ import pytest
 from parley.appliance.config import load_settings
 
 
-@pytest.fixture(params=["py", "c"])
-def g711(request):
-    """The plain-Python twin and the compiled codec, run through the same tests."""
+def twin_or_compiled(request, twin, compiled):
+    """For a fixture with ``params=["py", "c"]``: ``parley.core.<twin>``, or ``<compiled>``
+    (skipped when PARLEY_NO_EXTENSIONS=1 forces pure Python), so both run the same tests."""
     if request.param == "py":
-        return importlib.import_module("parley.core._g711_py")
+        return importlib.import_module(f"parley.core.{twin}")
     if os.environ.get("PARLEY_NO_EXTENSIONS") == "1":
         pytest.skip("PARLEY_NO_EXTENSIONS=1 forces pure Python")
-    return importlib.import_module("parley.core._g711")
+    return importlib.import_module(f"parley.core.{compiled}")
+
+
+@pytest.fixture(params=["py", "c"])
+def g711(request):
+    """The plain-Python twin and the compiled codec."""
+    return twin_or_compiled(request, "_g711_py", "_g711")
 
 
 @pytest.fixture(scope="session")

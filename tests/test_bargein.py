@@ -1,4 +1,3 @@
-import importlib
 import os
 
 import numpy as np
@@ -6,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import fetched
+from conftest import fetched, twin_or_compiled
 from parley.core.bargein import BargeInSettings, BargeInSettingsError
 
 RATE = 16000
@@ -17,9 +16,7 @@ NO_EXTENSIONS = os.environ.get("PARLEY_NO_EXTENSIONS") == "1"
 @pytest.fixture(params=["py", "c"])
 def impl(request):
     """The plain-Python twin and the compiled detector, run through the same tests."""
-    if request.param == "c" and NO_EXTENSIONS:
-        pytest.skip("PARLEY_NO_EXTENSIONS=1 forces pure Python")
-    return importlib.import_module(f"parley.core._bargein_{request.param}")
+    return twin_or_compiled(request, "_bargein_py", "_bargein_c")
 
 
 def speechlike(seconds, seed, rate=RATE):

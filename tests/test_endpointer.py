@@ -1,4 +1,3 @@
-import importlib
 import os
 
 import numpy as np
@@ -6,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import fetched
+from conftest import fetched, twin_or_compiled
 from parley.core.endpointer import EndpointerSettings, EndpointerSettingsError, EndpointerState
 from parley.core.endpointer import EndpointEvent as E
 
@@ -18,9 +17,7 @@ NO_EXTENSIONS = os.environ.get("PARLEY_NO_EXTENSIONS") == "1"
 @pytest.fixture(params=["py", "c"])
 def impl(request):
     """The plain-Python twin and the compiled endpointer, run through the same tests."""
-    if request.param == "c" and NO_EXTENSIONS:
-        pytest.skip("PARLEY_NO_EXTENSIONS=1 forces pure Python")
-    return importlib.import_module(f"parley.core._endpointer_{request.param}")
+    return twin_or_compiled(request, "_endpointer_py", "_endpointer_c")
 
 
 def frames(*runs):

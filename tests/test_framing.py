@@ -1,6 +1,5 @@
 """Framing: chunks of any size become fixed frames on a grid from sample 0, with exact positions."""
 
-import importlib
 import itertools
 import os
 
@@ -8,6 +7,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from conftest import twin_or_compiled
 
 from parley.core import codecs, framing
 
@@ -17,11 +18,7 @@ NO_EXTENSIONS = os.environ.get("PARLEY_NO_EXTENSIONS") == "1"
 @pytest.fixture(params=["py", "c"])
 def impl(request):
     """The plain-Python twin and the compiled framer, run through the same tests."""
-    if request.param == "py":
-        return importlib.import_module("parley.core._framing_py")
-    if NO_EXTENSIONS:
-        pytest.skip("PARLEY_NO_EXTENSIONS=1 forces pure Python")
-    return importlib.import_module("parley.core._framing_c")
+    return twin_or_compiled(request, "_framing_py", "_framing_c")
 
 
 def _pop_all(framer):

@@ -1,12 +1,13 @@
 """The RTP jitter buffer: order restored, losses concealed, delay adapted, bad packets survived."""
 
-import importlib
 import os
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from conftest import twin_or_compiled
 
 from parley.core import jitter
 from parley.core.jitter import FrameKind, JitterSettings, JitterSettingsError
@@ -21,11 +22,7 @@ RAMP = ((np.arange(F) - 80) * 40).astype(np.int16)
 @pytest.fixture(params=["py", "c"])
 def impl(request):
     """The plain-Python twin and the compiled jitter buffer, run through the same tests."""
-    if request.param == "py":
-        return importlib.import_module("parley.core._jitter_py")
-    if NO_EXTENSIONS:
-        pytest.skip("PARLEY_NO_EXTENSIONS=1 forces pure Python")
-    return importlib.import_module("parley.core._jitter_c")
+    return twin_or_compiled(request, "_jitter_py", "_jitter_c")
 
 
 def payload(seq):

@@ -1,10 +1,11 @@
-import importlib
 import os
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from conftest import twin_or_compiled
 
 RATE = 16000
 FRAME = 320
@@ -14,9 +15,7 @@ NO_EXTENSIONS = os.environ.get("PARLEY_NO_EXTENSIONS") == "1"
 @pytest.fixture(params=["py", "c"])
 def impl(request):
     """The plain-Python twin and the compiled playout, run through the same tests."""
-    if request.param == "c" and NO_EXTENSIONS:
-        pytest.skip("PARLEY_NO_EXTENSIONS=1 forces pure Python")
-    return importlib.import_module(f"parley.core._playout_{request.param}")
+    return twin_or_compiled(request, "_playout_py", "_playout_c")
 
 
 def ramp(n, start=0):

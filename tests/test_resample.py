@@ -1,6 +1,5 @@
 """The streaming resampler: the filter spec measured, polyphase and streaming exact, bad input survived."""
 
-import importlib
 import itertools
 import os
 
@@ -8,6 +7,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from conftest import twin_or_compiled
 
 from parley.core import resample
 from parley.core._resample_py import (
@@ -26,11 +27,7 @@ NO_EXTENSIONS = os.environ.get("PARLEY_NO_EXTENSIONS") == "1"
 @pytest.fixture(params=["py", "c"])
 def impl(request):
     """The numpy twin and the compiled resampler, run through the same tests."""
-    if request.param == "py":
-        return importlib.import_module("parley.core._resample_py")
-    if NO_EXTENSIONS:
-        pytest.skip("PARLEY_NO_EXTENSIONS=1 forces pure Python")
-    return importlib.import_module("parley.core._resample")
+    return twin_or_compiled(request, "_resample_py", "_resample")
 
 
 def _db(ratio):

@@ -1,12 +1,11 @@
 """Voice activity detection: stage (a) (both implementations), Silero, and the two combined."""
 
-import importlib
 import os
 
 import numpy as np
 import pytest
 
-from conftest import fetched
+from conftest import fetched, twin_or_compiled
 from parley.core import evalset, vad
 from parley.core.vad import SILENCE, SPEECH, UNSURE, VadConfigError, VadSettings
 
@@ -20,11 +19,7 @@ PARITY_TURNS = ("beckett/clean/wideband", "beckett/snr5/wideband", "beckett/snr0
 @pytest.fixture(params=["py", "c"])
 def stage_a(request):
     """The plain-Python twin and the compiled detector, run through the same tests."""
-    if request.param == "py":
-        return importlib.import_module("parley.core._vad_py")
-    if os.environ.get("PARLEY_NO_EXTENSIONS") == "1":
-        pytest.skip("PARLEY_NO_EXTENSIONS=1 forces pure Python")
-    return importlib.import_module("parley.core._vad_c")
+    return twin_or_compiled(request, "_vad_py", "_vad_c")
 
 
 @pytest.fixture(scope="module")
