@@ -15,6 +15,7 @@ models-all: setup
 
 demo: models-all
 	@$(PARLEY) doctor
+	@$(PARLEY) demo
 
 test: models-test
 	@$(VENV)/bin/python -m pytest -q

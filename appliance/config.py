@@ -1,7 +1,7 @@
 """Where the appliance keeps things and what it binds to: one source of truth.
 
 Settings come from ``parley.toml`` in the appliance home when it exists, then from the
-environment (``PARLEY_HOME``, ``PARLEY_MODELS``); defaults sit next to each field.
+environment (``PARLEY_HOME``, ``PARLEY_MODELS``, ``PARLEY_VAR``); defaults sit next to each field.
 """
 
 import os
@@ -44,7 +44,7 @@ class Settings:
         home = Path(self.home)
         object.__setattr__(self, "home", home)
         object.__setattr__(self, "models_dir", Path(os.environ.get("PARLEY_MODELS") or self.models_dir or home / "models"))
-        object.__setattr__(self, "var_dir", Path(self.var_dir or home / "var"))
+        object.__setattr__(self, "var_dir", Path(os.environ.get("PARLEY_VAR") or self.var_dir or home / "var"))
         if self.bus_transport not in ("ipc", "tcp"):
             raise ConfigError(f"bus_transport must be 'ipc' or 'tcp', not {self.bus_transport!r}")
 

@@ -1,5 +1,5 @@
 # cython: language_level=3
-"""C types for the stage-(a) VAD: ``_vad_c.py`` is a symlink to ``_vad_py.py``."""
+"""C types for the stage-(a) VAD and TwoStageVad: ``_vad_c.py`` is a symlink to ``_vad_py.py``."""
 
 cimport cython
 
@@ -67,3 +67,45 @@ cdef class NoiseFloorVad:
 
     @cython.locals(lowest=double, k=int)
     cdef double _history_min(self, int band) noexcept nogil
+
+
+cdef double FLOAT32_MAX
+
+
+@cython.final
+cdef class TwoStageVad:
+    cdef readonly object settings
+    cdef readonly NoiseFloorVad stage_a
+    cdef readonly object silero
+    cdef readonly object stream
+    cdef readonly Py_ssize_t window_size
+    cdef readonly bint speech
+    cdef public double silero_prob
+    cdef readonly long long frames
+    cdef readonly long long frames_confirmed
+    cdef readonly long long windows_scored
+    cdef bint _always
+    cdef long long _catch_up
+    cdef double _silero_speech
+    cdef double _silero_silence
+    cdef float[:, ::1] _windows
+    cdef list _rows
+    cdef Py_ssize_t _slots
+    cdef Py_ssize_t _filled
+    cdef long long _completed
+    cdef long long _scored
+    cdef long long _first_pending
+
+    @cython.locals(count=Py_ssize_t, k=Py_ssize_t)
+    cpdef bint process_frame(self, const float[::1] frame) except -1
+
+    @cython.locals(first=cython.longlong)
+    cdef Py_ssize_t _prepare_frame(self, const float[::1] samples) except -1
+
+    cdef bint _needs_silero(self) noexcept
+
+    @cython.locals(threshold=double)
+    cpdef bint _finish(self) noexcept
+
+    @cython.locals(taken=Py_ssize_t, slot=Py_ssize_t, count=Py_ssize_t, i=Py_ssize_t, x=float)
+    cdef void _buffer(self, const float[::1] samples) noexcept

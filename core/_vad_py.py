@@ -11,6 +11,10 @@ caller has spoken) over its floor gives the line's speech-to-noise ratio. On a n
 weak speech hides in the noise, only frames right at the floor count as clear silence; on a
 clear line, a sound far below the line's speech (a breath, a click, a door) is not clear speech.
 
+``TwoStageVad`` puts Silero (stage b) behind it: its per-frame bookkeeping (the window ring Silero
+reads, the policy that combines the two stages) lives here too, so a compiled caller (the call
+loop) runs a whole frame in C and leaves C only for the frames Silero must score.
+
 This plain-Python module is also the source of the compiled ``_vad_c`` (Cython pure mode, typed
 by ``_vad_c.pxd``): the two cannot drift apart.
 """
@@ -28,6 +32,8 @@ UNSURE = 2
 """Decision: too close to the threshold to say; ask stage (b)."""
 # C copies for the compiled per-frame path (``_vad_c.pxd`` types them; Python globals cost a lookup).
 _SILENCE, _SPEECH, _UNSURE = SILENCE, SPEECH, UNSURE
+FLOAT32_MAX = 3.4028234663852886e38
+"""Largest finite float32: a sample outside +-this is NaN or infinite."""
 
 SAMPLE_RATES = (8000, 16000)
 FRAME_MS = (10, 20, 30)
@@ -210,3 +216,110 @@ class NoiseFloorVad:
 
 def _db(power):
     return max(_MIN_DB, 10.0 * log10(power + 1e-12))
+
+
+class TwoStageVad:
+    """One call's VAD: stage (a) on every frame, Silero on the frames (a) is unsure of.
+
+    ``process(frame)`` returns the decision (also in ``speech``); ``silero_prob`` is Silero's
+    latest probability (0 until it has been asked); ``frames``, ``frames_confirmed`` (frames on
+    which Silero ran) and ``windows_scored`` count its share of the work.
+
+    Policy: a clear stage-(a) answer (SPEECH or SILENCE) stands. An UNSURE frame, and a SPEECH
+    frame held only by stage (a)'s hangover (the end of speech, where energy misleads most),
+    takes Silero's latest probability with Silero's own hysteresis: speech starts at
+    ``silero_speech`` and, once started, holds until the probability drops below
+    ``silero_silence``. Silero scores the call's audio in its fixed 32 ms windows, only on the
+    frames that need it (every frame with ``confirm="always"``): each such frame has Silero
+    score the windows completed since it last ran, at most the last ``silero_catch_up`` + 1.
+    """
+
+    def __init__(self, silero, sample_rate=16000, frame_ms=20, settings=None):
+        from parley.core.vad import VadSettings
+
+        settings = settings or VadSettings()
+        self.settings = settings
+        self.stage_a = NoiseFloorVad(sample_rate, frame_ms, settings)
+        self.silero = silero
+        self.stream = silero.new_stream(sample_rate)
+        self.window_size = self.stream.window_size
+        self._always = settings.confirm == "always"
+        self._catch_up = settings.silero_catch_up
+        self._silero_speech = settings.silero_speech
+        self._silero_silence = settings.silero_silence
+        # A ring of the last windows (the one filling, and the catch-up behind it); windows are
+        # counted from the call's start, ``_scored`` of them handed to Silero so far. ``_rows``
+        # holds each slot as an array once, so handing a window to Silero allocates nothing.
+        windows = np.zeros((self._catch_up + 2, self.window_size), dtype=np.float32)
+        self._windows = windows
+        self._rows = [windows[k] for k in range(windows.shape[0])]
+        self._slots = windows.shape[0]
+        self._filled = 0
+        self._completed = 0
+        self._scored = 0
+        self._first_pending = 0
+        self.speech = False
+        self.silero_prob = 0.0
+        self.frames = 0
+        self.frames_confirmed = 0
+        self.windows_scored = 0
+
+    def process(self, frame):
+        """Decide on one frame (float32 samples); True when it is speech."""
+        return self.process_frame(np.ascontiguousarray(frame, dtype=np.float32))
+
+    def process_frame(self, frame):
+        """``process`` for a contiguous float32 buffer, as the call loop holds its frames."""
+        count = self._prepare_frame(frame)
+        for k in range(count):
+            self.silero_prob = self.silero.score(self.stream, self._rows[(self._first_pending + k) % self._slots])
+        return self._finish()
+
+    def _prepare(self, frame):
+        """Stage (a) and the window bookkeeping; returns the windows Silero must score, in order."""
+        count = self._prepare_frame(np.ascontiguousarray(frame, dtype=np.float32))
+        return [self._rows[(self._first_pending + k) % self._slots] for k in range(count)]
+
+    def _prepare_frame(self, samples):
+        """Stage (a) and the window bookkeeping; returns how many windows Silero must score,
+        from ``_first_pending`` on."""
+        self.stage_a.process(samples)
+        self._buffer(samples)
+        if samples.shape[0] == 0:
+            return 0
+        self.frames += 1
+        if not (self._always or self._needs_silero()):
+            return 0
+        first = max(self._scored, self._completed - (self._catch_up + 1))
+        self._first_pending = first
+        self._scored = self._completed
+        if self._completed > first:
+            self.frames_confirmed += 1
+            self.windows_scored += self._completed - first
+        return self._completed - first
+
+    def _needs_silero(self):
+        return self.stage_a.decision == _UNSURE or self.stage_a.holding
+
+    def _finish(self):
+        if self._needs_silero():
+            threshold = self._silero_silence if self.speech else self._silero_speech
+            self.speech = self.silero_prob >= threshold
+        else:
+            self.speech = self.stage_a.decision == _SPEECH
+        return self.speech
+
+    def _buffer(self, samples):
+        """Append the frame to the window ring; NaN and inf become 0 (Silero would be poisoned)."""
+        taken = 0
+        while taken < samples.shape[0]:
+            slot = self._completed % self._slots
+            count = min(self.window_size - self._filled, samples.shape[0] - taken)
+            for i in range(count):
+                x = samples[taken + i]
+                self._windows[slot, self._filled + i] = x if -FLOAT32_MAX <= x <= FLOAT32_MAX else 0.0
+            self._filled += count
+            taken += count
+            if self._filled == self.window_size:
+                self._filled = 0
+                self._completed += 1

@@ -6,13 +6,11 @@ Stage (b), Silero VAD (``parley.core.silero``), is asked only about the frames s
 of, or about every frame when ``VadSettings.confirm`` is ``"always"``. ``TwoStageVad`` combines
 them; ``process_calls`` does the same for many calls with one batched Silero run per tick.
 
-The compiled stage (a) (``_vad_c``) is used unless ``PARLEY_NO_EXTENSIONS=1`` asks for its
-plain-Python twin (``_vad_py``).
+The compiled stage (a) and ``TwoStageVad`` (``_vad_c``) are used unless ``PARLEY_NO_EXTENSIONS=1``
+asks for their plain-Python twin (``_vad_py``).
 """
 
 from dataclasses import dataclass
-
-import numpy as np
 
 from parley.core._implementation import choose
 
@@ -85,92 +83,10 @@ class VadSettings:
             raise VadConfigError("silero_catch_up and hangover_ms cannot be negative")
 
 
-class TwoStageVad:
-    """One call's VAD: stage (a) on every frame, Silero on the frames (a) is unsure of.
-
-    ``process(frame)`` returns the decision (also in ``speech``); ``silero_prob`` is Silero's
-    latest probability (0 until it has been asked); ``frames``, ``frames_confirmed`` (frames on
-    which Silero ran) and ``windows_scored`` count its share of the work.
-
-    Policy: a clear stage-(a) answer (SPEECH or SILENCE) stands. An UNSURE frame, and a SPEECH
-    frame held only by stage (a)'s hangover (the end of speech, where energy misleads most),
-    takes Silero's latest probability with Silero's own hysteresis: speech starts at
-    ``silero_speech`` and, once started, holds until the probability drops below
-    ``silero_silence``. Silero scores the call's audio in its fixed 32 ms windows, only on the
-    frames that need it (every frame with ``confirm="always"``): each such frame has Silero
-    score the windows completed since it last ran, at most the last ``silero_catch_up`` + 1.
-    """
-
-    def __init__(self, silero, sample_rate=16000, frame_ms=20, settings=None):
-        settings = settings or VadSettings()
-        self.settings = settings
-        self.stage_a = NoiseFloorVad(sample_rate, frame_ms, settings)
-        self.silero = silero
-        self.stream = silero.new_stream(sample_rate)
-        self.window_size = self.stream.window_size
-        self._always = settings.confirm == "always"
-        # A ring of the last windows (the one filling, and the catch-up behind it); windows are
-        # counted from the call's start, ``_scored`` of them handed to Silero so far.
-        self._windows = np.zeros((settings.silero_catch_up + 2, self.window_size), dtype=np.float32)
-        self._filled = 0
-        self._completed = 0
-        self._scored = 0
-        self.speech = False
-        self.silero_prob = 0.0
-        self.frames = 0
-        self.frames_confirmed = 0
-        self.windows_scored = 0
-
-    def process(self, frame):
-        """Decide on one frame (float32 samples); True when it is speech."""
-        for window in self._prepare(frame):
-            self.silero_prob = self.silero.score(self.stream, window)
-        return self._finish()
-
-    def _prepare(self, frame):
-        """Stage (a) and the window bookkeeping; returns the windows Silero must score, in order."""
-        samples = np.asarray(frame, dtype=np.float32)
-        self.stage_a.process(samples)
-        self._buffer(samples)
-        if samples.shape[0] == 0:
-            return []
-        self.frames += 1
-        if not (self._always or self._needs_silero()):
-            return []
-        slots = self._windows.shape[0]
-        first = max(self._scored, self._completed - (self.settings.silero_catch_up + 1))
-        pending = [self._windows[k % slots] for k in range(first, self._completed)]
-        self._scored = self._completed
-        if pending:
-            self.frames_confirmed += 1
-            self.windows_scored += len(pending)
-        return pending
-
-    def _needs_silero(self):
-        return self.stage_a.decision == UNSURE or self.stage_a.holding
-
-    def _finish(self):
-        if self._needs_silero():
-            threshold = self.settings.silero_silence if self.speech else self.settings.silero_speech
-            self.speech = self.silero_prob >= threshold
-        else:
-            self.speech = self.stage_a.decision == SPEECH
-        return self.speech
-
-    def _buffer(self, samples):
-        slots, size = self._windows.shape
-        taken = 0
-        while taken < samples.shape[0]:
-            row = self._windows[self._completed % slots]
-            count = min(size - self._filled, samples.shape[0] - taken)
-            row[self._filled:self._filled + count] = samples[taken:taken + count]
-            self._filled += count
-            taken += count
-            if self._filled == size:
-                if not np.isfinite(row).all():
-                    np.nan_to_num(row, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-                self._filled = 0
-                self._completed += 1
+TwoStageVad = _impl.TwoStageVad
+"""One call's VAD: ``TwoStageVad(silero, sample_rate=16000, frame_ms=20, settings=None)``;
+``process(frame) -> bool``, stage (a) on every frame and Silero on the frames (a) is unsure of
+(the policy is documented on the class)."""
 
 
 def process_calls(vads, frames):

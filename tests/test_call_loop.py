@@ -1,5 +1,7 @@
 """The whole per-call loop through its real parts: G.711 RTP in, Silero, events and playout out."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -211,3 +213,47 @@ def test_odd_chunk_sizes_give_the_same_frames_as_whole_frames(silero, turns):
     assert odd == whole, "the same turn-taking events, whatever the chunking"
     assert whole_loop.vad.frames == odd_loop.vad.frames == 100
     assert np.array_equal(whole_loop.turn_audio(0), odd_loop.turn_audio(0))
+
+
+def observed(loop, frames, feed):
+    """Every event (as its type and fields) and every frame sent, feeding one frame per tick."""
+    events, sent = [], []
+    for k, frame in enumerate(frames):
+        feed(loop, k, frame)
+        sent.append(bytes(loop.next_frame()))
+        while (event := loop.next_event()) is not None:
+            events.append((type(event).__name__, vars(event)))
+    return events, sent, loop.turn_audio(0)
+
+
+def test_the_compiled_loop_and_its_twin_hear_the_same_calls(silero, turns, models_dir):
+    """Parity on real audio: a telephone turn over RTP, and a caller barging in over the agent's echo."""
+    from parley.core.echoset import build_echo_set
+
+    fetched(models_dir, "voice-en_US-joe-medium", "model.onnx")
+    if os.environ.get("PARLEY_NO_EXTENSIONS") == "1":
+        pytest.skip("PARLEY_NO_EXTENSIONS=1 forces pure Python")
+    from parley.core import _call_loop_c, _call_loop_py
+
+    turn = next(t for t in turns if t.name.startswith("beckett") and t.channel == "g711")
+    audio = np.concatenate([turn.audio, np.zeros(-len(turn.audio) % 160 + 20 * 160, np.float32)])
+    packets = [codecs.ulaw_encode(codecs.float32_to_pcm16(audio[k:k + 160])) for k in range(0, len(audio), 160)]
+
+    def rtp(loop, k, payload):
+        loop.feed_rtp(k, k * 160, payload, k * 20_000_000)
+
+    telephone = [observed(module.CallLoop(silero), packets, rtp) for module in (_call_loop_py, _call_loop_c)]
+    assert {"SpeechStarted", "TurnEnded"} <= {name for name, _ in telephone[0][0]}
+    case = next(c for c in build_echo_set(models_dir) if c.caller_onset is not None and c.erl_db == 10)
+    settings = CallLoopSettings(line_rate=16000, codec="l16")
+    barged = []
+    for module in (_call_loop_py, _call_loop_c):
+        loop = module.CallLoop(silero, settings)
+        loop.play(case.far, case.sample_rate, utterance_id=3)
+        frames = [case.near[k:k + 320] for k in range(0, len(case.near) - 319, 320)]
+        barged.append(observed(loop, frames, lambda loop, k, frame: loop.feed_pcm(frame)))
+    assert any(name == "BargeIn" for name, _ in barged[0][0])
+    for twin, compiled in (telephone, barged):
+        assert compiled[0] == twin[0], "the same events, with the same samples"
+        assert compiled[1] == twin[1], "the same frames sent"
+        assert np.array_equal(compiled[2], twin[2]), "the same audio kept for STT"

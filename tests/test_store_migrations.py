@@ -112,14 +112,14 @@ def test_a_migration_changed_after_it_was_applied_is_refused(tmp_path, db):
 
 def test_a_database_newer_than_the_code_is_refused(tmp_path):
     path = tmp_path / "store.db"
-    shipped = MigrationSet.packaged().migrations[0]
-    future = "CREATE TABLE from_the_future (id INTEGER PRIMARY KEY);\n"
-    newer = migration_set(tmp_path / "newer", **{"0001_initial": shipped.sql, "0002_future": future})
+    shipped = {m.filename.removesuffix(".sql"): m.sql for m in MigrationSet.packaged().migrations}
+    future = f"{len(shipped) + 1:04d}_future"
+    newer = migration_set(tmp_path / "newer", **shipped, **{future: "CREATE TABLE from_the_future (id INTEGER PRIMARY KEY);\n"})
     db = open_database(path)
     newer.apply(db)
     db.close()
 
-    with pytest.raises(MigrationError, match=r"0002_future\.sql applied .* newer Parley"):
+    with pytest.raises(MigrationError, match=rf"{future}\.sql applied .* newer Parley"):
         Store.open(path)
 
 

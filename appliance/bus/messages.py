@@ -124,6 +124,17 @@ _define("llm_token", DATA, {"text": str}, doc="Streamed text.")
 _define("llm_sentence", DATA, {"text": str, "index": int}, doc="A complete sentence, ready for TTS.")
 _define("llm_tool_call", DATA, {"id": str, "name": str, "arguments": dict}, doc="The model asks to run a tool.")
 _define("llm_done", DATA, {"reason": str}, doc="Generation ended: stop, length, tool_call or cancelled.")
+_define("agent_turn", DATA, {"agent": str, "state": dict}, {"text": str},
+        doc="The agent's next turn in a call: `agent` is its folder, `state` the conversation so far (see "
+            "agent/conversation.py), `text` what the caller said (absent: the call starts, say the greeting). "
+            "Replies stream llm_token (the first only), llm_sentence, tool_result and handoff, then agent_state.")
+_define("tool_result", DATA, {"name": str, "arguments": dict, "status": str, "message": str, "confirmed": bool,
+                              "started_ns": int, "ended_ns": int}, {"result": dict},
+        doc="A tool the agent ran (or that policy refused) this turn.")
+_define("handoff", DATA, {"reason": str, "summary": str, "collected": dict, "transcript": str},
+        doc="The agent hands the caller to a person: the record the colleague sees.")
+_define("agent_state", DATA, {"state": dict, "action": str, "kb_chunk_ids": list, "text": str},
+        doc="The turn is over: the updated conversation state, and listen, end_call or transfer.")
 
 # Call events, published for the store and the TUI; every one matters, so all are SYSTEM.
 _define("call_started", SYSTEM, {"caller": str, "callee": str, "agent": str}, event=True, doc="A call was answered.")

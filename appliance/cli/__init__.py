@@ -5,14 +5,14 @@ import argparse
 from rich.console import Console
 from rich.markup import escape
 
-from parley.appliance.cli import doctor, models
+from parley.appliance.cli import call, demo, doctor, models, voices
 
 
 class UserError(Exception):
     """A problem the user can fix; printed as one message, no traceback."""
 
 
-NOUNS = (models, doctor)
+NOUNS = (models, doctor, voices, demo, call)
 
 
 def build_parser():
@@ -39,8 +39,13 @@ def main(argv=None):
 
 
 def _user_errors():
+    from parley.appliance.agent.config import AgentFileError
     from parley.appliance.config import ConfigError
+    from parley.appliance.media.file_channel import CallerAudioError
+    from parley.appliance.media.local_audio import LocalAudioError
+    from parley.appliance.services import ServicesNotReady
     from parley.appliance.models.fetch import FetchError
     from parley.appliance.models.manifest import ManifestError
 
-    return (UserError, ConfigError, FetchError, ManifestError)
+    return (UserError, ConfigError, FetchError, ManifestError, AgentFileError, CallerAudioError, LocalAudioError,
+            ServicesNotReady)

@@ -105,19 +105,22 @@ class Voice:
     """A converted Piper voice spoken through sherpa-onnx, with phonemes from piper-tts's
     espeak-ng (sherpa-onnx 2.x no longer phonemizes VITS input itself)."""
 
-    def __init__(self, voice_dir, num_threads=2, deterministic=False):
-        """``deterministic`` turns VITS's unseeded noise off, so a line is the same on every machine."""
+    def __init__(self, voice_dir, num_threads=2, deterministic=False, provider="cpu"):
+        """``deterministic`` turns VITS's unseeded noise off, so a line is the same on every machine;
+        ``provider`` is sherpa-onnx's (``cpu`` or ``cuda``; see ``parley.appliance.speech.provider``)."""
         import piper
         import sherpa_onnx
         from piper.phonemize_espeak import EspeakPhonemizer
 
         voice_dir = Path(voice_dir)
-        check_voice_dir(voice_dir)
+        props = check_voice_dir(voice_dir)
+        self.espeak_voice = props.get("voice", "en-us")
+        """The espeak-ng voice that phonemizes for this model (written by the conversion)."""
         noise = {"noise_scale": 0.0, "noise_scale_w": 0.0} if deterministic else {}
         vits = sherpa_onnx.OfflineTtsVitsModelConfig(
             model=str(voice_dir / "model.onnx"), tokens=str(voice_dir / "tokens.txt"), **noise)
         self._tts = sherpa_onnx.OfflineTts(sherpa_onnx.OfflineTtsConfig(
-            model=sherpa_onnx.OfflineTtsModelConfig(vits=vits, num_threads=num_threads)))
+            model=sherpa_onnx.OfflineTtsModelConfig(vits=vits, num_threads=num_threads, provider=provider)))
         self._phonemizer = EspeakPhonemizer(os.path.join(os.path.dirname(piper.__file__), "espeak-ng-data"))
         self._generation = sherpa_onnx.GenerationConfig
 
@@ -127,10 +130,23 @@ class Voice:
 
     def speak(self, text, speed=1.0):
         """``text`` as float32 samples at ``sample_rate``; returns ``(samples, sample_rate)``."""
+        return self.generate(text, speed)
+
+    def generate(self, text, speed=1.0, on_sentence=None):
+        """Like ``speak``, calling ``on_sentence(samples)`` as each sentence espeak-ng finds in
+        ``text`` is synthesized; when it returns False, synthesis stops there (a barge-in). Returns
+        what was synthesized; text with nothing to say gives no samples."""
         import numpy as np
 
+        sentences = [[ord(c) for c in "".join(s)] for s in self._phonemizer.phonemize(self.espeak_voice, text)]
+        sentences = [s for s in sentences if s]
+        if not sentences:  # sherpa-onnx refuses empty phonemes
+            return np.zeros(0, dtype=np.float32), self.sample_rate
         config = self._generation()
         config.speed = float(speed)
-        config.phoneme_codepoints = [[ord(c) for c in "".join(s)] for s in self._phonemizer.phonemize("en-us", text)]
-        audio = self._tts.generate(text, config)
+        config.phoneme_codepoints = sentences
+        if on_sentence is None:
+            audio = self._tts.generate(text, config)
+        else:
+            audio = self._tts.generate(text, config, lambda samples, progress: 1 if on_sentence(samples) else 0)
         return np.asarray(audio.samples, dtype=np.float32), audio.sample_rate

@@ -15,7 +15,7 @@ from .errors import (
     StoreError,
     UnknownRecordError,
 )
-from .records import AgentVersion, AuditEntry, Call, Channel, Outcome, Role, Span, SpanName, ToolCall, ToolStatus, Turn
+from .records import AgentVersion, AuditEntry, Call, Channel, Handoff, Outcome, Role, Span, SpanName, ToolCall, ToolStatus, Turn
 from .schema import AppliedMigration, Migration, MigrationSet
 from .store import Store
 
@@ -30,6 +30,7 @@ __all__ = [
     "Channel",
     "DatabaseFileError",
     "DuplicateRecordError",
+    "Handoff",
     "InvalidRecordError",
     "Migration",
     "MigrationError",

@@ -136,6 +136,21 @@ class ToolCall:
 
 
 @dataclass(frozen=True, slots=True)
+class Handoff:
+    """The record a colleague receives with a transferred call."""
+
+    id: int
+    call_id: str
+    created_at: datetime
+    reason: str
+    summary: str
+    collected: dict[str, Any]
+    transcript: str
+    target: str | None
+    """Where the call was sent (a SIP extension), when it was sent anywhere."""
+
+
+@dataclass(frozen=True, slots=True)
 class AuditEntry:
     seq: int
     at: datetime

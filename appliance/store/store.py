@@ -22,6 +22,7 @@ from .records import (
     AuditEntry,
     Call,
     Channel,
+    Handoff,
     Outcome,
     Role,
     Span,
@@ -317,6 +318,28 @@ class Store:
         rows = self._rows("SELECT * FROM tool_calls WHERE call_id = ? ORDER BY started_ns, id", [call_id])
         return [_tool_call(row) for row in rows]
 
+    # Hand-offs
+
+    def record_handoff(
+        self, call_id: str, *, reason: str, summary: str, collected: Mapping[str, Any], transcript: str,
+        target: str | None = None,
+    ) -> Handoff:
+        """Keep the hand-off record of a call transferred to a person."""
+        with self.transaction():
+            self._call_row(call_id)
+            [row] = self._rows(
+                """
+                INSERT INTO handoffs (call_id, created_at, reason, summary, collected, transcript, target)
+                VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *
+                """,
+                [call_id, utc_text(), reason, summary, _json_text(collected, "collected"), transcript, target],
+            )
+        return _handoff(row)
+
+    def handoffs(self, call_id: str) -> list[Handoff]:
+        self._call_row(call_id)
+        return [_handoff(row) for row in self._rows("SELECT * FROM handoffs WHERE call_id = ? ORDER BY id", [call_id])]
+
     # Audit log
 
     def append_audit(
@@ -466,6 +489,13 @@ def _tool_call(row: dict[str, Any]) -> ToolCall:
         confirmed=bool(row["confirmed"]),
         started_ns=row["started_ns"],
         ended_ns=row["ended_ns"],
+    )
+
+
+def _handoff(row: dict[str, Any]) -> Handoff:
+    return Handoff(
+        id=row["id"], call_id=row["call_id"], created_at=from_utc_text(row["created_at"]), reason=row["reason"],
+        summary=row["summary"], collected=json.loads(row["collected"]), transcript=row["transcript"], target=row["target"],
     )
 
 

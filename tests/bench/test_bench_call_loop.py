@@ -1,15 +1,19 @@
 """The whole CallLoop per 20 ms frame on a real telephone turn (beckett.wav over G.711 RTP):
 decode, jitter buffer, resample to 16 kHz, two-stage VAD, endpointer, playout, encode.
 
-Peer in the same run: webrtcvad's ``is_speech`` alone on the same frames (the cheapest VAD in the
-field), so the ratio says what the whole loop costs next to a bare VAD.
+Peers in the same run: webrtcvad's ``is_speech`` alone on the same frames (the cheapest VAD in the
+field), so the ratio says what the whole loop costs next to a bare VAD; and Silero alone on as
+many windows as the loop had it score, so the loop's cost less that is what the compiled path
+costs (Silero runs only on the frames stage (a) is unsure of, but on a speech-dense turn that is
+a third of them, and one window costs more than a whole frame of the rest). Instruction counts
+for the same split: ``scripts/callgrind_call_loop.py``.
 """
 
 import numpy as np
 import pytest
 
 from parley.appliance.config import load_settings
-from parley.core import codecs
+from parley.core import call_loop, codecs
 from parley.core.call_loop import CallLoop
 
 FRAMES = 500
@@ -37,18 +41,69 @@ def silero():
     return SileroVad(path)
 
 
+def run(loop, packets):
+    """The media adapter's part: one packet in, one frame out, the events drained, per tick."""
+    for k, payload in enumerate(packets):
+        loop.feed_rtp(k, k * 160, payload, k * 20_000_000)
+        loop.next_frame()
+        while loop.next_event() is not None:
+            pass
+    return loop
+
+
 def test_call_loop_per_frame(benchmark, telephone_packets, silero):
     benchmark.group = "call-loop-500-frames"
-
-    def run(loop):
-        for k, payload in enumerate(telephone_packets):
-            loop.feed_rtp(k, k * 160, payload, k * 20_000_000)
-            loop.next_frame()
-            while loop.next_event() is not None:
-                pass
-
-    benchmark.pedantic(run, setup=lambda: ((CallLoop(silero),), {}), rounds=5)
+    benchmark.pedantic(run, setup=lambda: ((CallLoop(silero), telephone_packets), {}), rounds=5)
     benchmark.extra_info["frames"] = FRAMES
+    benchmark.extra_info["compiled"] = call_loop.COMPILED
+
+
+class ReplayedSilero:
+    """Silero's probabilities from a real run, given back in order: the loop takes the very same
+    path (the same decisions, the same events) at none of Silero's cost."""
+
+    def __init__(self, silero, probabilities):
+        self.silero, self.probabilities, self.next = silero, probabilities, 0
+
+    def new_stream(self, sample_rate=16000):
+        return self.silero.new_stream(sample_rate)
+
+    def score(self, stream, window):
+        self.next += 1
+        return self.probabilities[self.next - 1]
+
+
+class RecordedSilero(ReplayedSilero):
+    """Silero itself, keeping each probability it gives."""
+
+    def score(self, stream, window):
+        self.probabilities.append(self.silero.score(stream, window))
+        return self.probabilities[-1]
+
+
+def test_call_loop_per_frame_without_silero(benchmark, telephone_packets, silero):
+    benchmark.group = "call-loop-500-frames"
+    recorded = RecordedSilero(silero, [])
+    run(CallLoop(recorded), telephone_packets)
+    benchmark.pedantic(run, setup=lambda: ((CallLoop(ReplayedSilero(silero, recorded.probabilities)),
+                                            telephone_packets), {}), rounds=5)
+    benchmark.extra_info["frames"] = FRAMES
+    benchmark.extra_info["silero_windows_replayed"] = len(recorded.probabilities)
+
+
+def test_silero_alone_on_the_windows_the_loop_scored(benchmark, telephone_packets, silero):
+    benchmark.group = "call-loop-500-frames"
+    loop = run(CallLoop(silero), telephone_packets)
+    audio = loop.turn_audio(0)
+    windows = [audio[k * 512:(k + 1) * 512] for k in range(loop.vad.windows_scored)]
+
+    def score(stream):
+        for window in windows:
+            silero.score(stream, window)
+
+    benchmark.pedantic(score, setup=lambda: ((silero.new_stream(16000),), {}), rounds=5)
+    benchmark.extra_info["windows"] = len(windows)
+    benchmark.extra_info["frames_confirmed"] = loop.vad.frames_confirmed
 
 
 def test_webrtcvad_is_speech_on_the_same_frames(benchmark, telephone_packets):

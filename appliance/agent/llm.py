@@ -1,0 +1,266 @@
+"""The agent's LLM: llama.cpp through llama-cpp-python, prompts in ChatML, replies under a grammar.
+
+Every agent reply is one JSON object, either ``{"action": "say", "text": "..."}`` or
+``{"action": "<tool>", "arguments": {...}}``, decoded under a GBNF grammar generated from the
+tools' JSON Schemas: a small model cannot emit a malformed call, an unknown tool or a missing
+argument. The action comes first, so the model commits to speaking or acting before it writes.
+
+Prompt caching: the prompt is rendered so that each turn only appends to the previous one (the
+system prompt first, then the history, new knowledge as a history entry), and llama.cpp reuses
+the evaluated prefix: after the first turn only the new tokens are evaluated.
+"""
+
+import json
+import os
+import re
+import threading
+from pathlib import Path
+
+from parley.appliance.agent.conversation import known_chunk_ids
+
+SAY = "say"
+
+
+class LlmError(RuntimeError):
+    """The model could not be loaded or run; the message says what to do."""
+
+
+class ReplyParseError(ValueError):
+    """The model's reply is not one JSON action (cut off at max_tokens, or a model without grammar)."""
+
+
+def find_model_file(models_dir, name):
+    folder = Path(models_dir) / name
+    files = sorted(folder.glob("*.gguf"))
+    if not files:
+        raise FileNotFoundError(f"{folder} has no .gguf model: run `parley models fetch` (or set llm.model in the agent file)")
+    return files[0]
+
+
+def action_schema(tools):
+    """The JSON Schema of one reply: say something, or call one of ``tools`` (name, parameters)."""
+    choices = [{"type": "object", "properties": {"action": {"const": SAY}, "text": {"type": "string", "minLength": 1}},
+                "required": ["action", "text"], "additionalProperties": False}]
+    for name, parameters in tools:
+        choices.append({"type": "object", "properties": {"action": {"const": name}, "arguments": dict(parameters)},
+                        "required": ["action", "arguments"], "additionalProperties": False})
+    return {"anyOf": choices}
+
+
+def parse_action(text):
+    """(action, payload) from a complete reply: payload is the text for ``say``, else the arguments."""
+    try:
+        reply = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ReplyParseError(f"reply is not JSON ({exc.msg}): {text[:120]!r}") from None
+    if not isinstance(reply, dict) or not isinstance(reply.get("action"), str):
+        raise ReplyParseError(f"reply has no action: {text[:120]!r}")
+    if reply["action"] == SAY:
+        if not isinstance(reply.get("text"), str):
+            raise ReplyParseError(f"say without text: {text[:120]!r}")
+        return SAY, reply["text"]
+    if not isinstance(reply.get("arguments"), dict):
+        raise ReplyParseError(f"{reply['action']} without arguments: {text[:120]!r}")
+    return reply["action"], reply["arguments"]
+
+
+class SayStream:
+    """Pulls the spoken text out of a ``say`` reply while it is still being generated."""
+
+    _HEAD = re.compile(r'^\s*\{\s*"action"\s*:\s*"([a-z_0-9]+)"')
+    _TEXT = re.compile(r'"text"\s*:\s*"')
+    _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "", "f": "", "n": " ", "r": " ", "t": " "}
+
+    def __init__(self):
+        self.raw = ""
+        self.action = None
+        self._pos = None
+        self._closed = False
+
+    def feed(self, piece):
+        """Add generated text; return the new spoken characters (empty unless the action is say)."""
+        self.raw += piece
+        if self.action is None:
+            match = self._HEAD.match(self.raw)
+            if match is None:
+                return ""
+            self.action = match.group(1)
+        if self.action != SAY or self._closed:
+            return ""
+        if self._pos is None:
+            match = self._TEXT.search(self.raw)
+            if match is None:
+                return ""
+            self._pos = match.end()
+        out = []
+        raw = self.raw
+        while self._pos < len(raw):
+            char = raw[self._pos]
+            if char == '"':
+                self._closed = True
+                break
+            if char == "\\":
+                if self._pos + 1 >= len(raw):
+                    break
+                code = raw[self._pos + 1]
+                if code == "u":
+                    if self._pos + 6 > len(raw):
+                        break
+                    out.append(chr(int(raw[self._pos + 2:self._pos + 6], 16)))
+                    self._pos += 6
+                    continue
+                out.append(self._ESCAPES.get(code, code))
+                self._pos += 2
+                continue
+            out.append(char)
+            self._pos += 1
+        return "".join(out)
+
+
+def chatml(messages):
+    """ChatML (Qwen2.5, SmolLM2): the rendering whose prefix stays byte-identical as turns are added."""
+    return "".join(f"<|im_start|>{role}\n{content}<|im_end|>\n" for role, content in messages) + "<|im_start|>assistant\n"
+
+
+def render_system(config):
+    sections = [f"# {title.replace('_', ' ').capitalize()}\n{text}" for title, text in config.prompt.items()]
+    tools = [f"- {tool.name}: {tool.description} Arguments: {_argument_summary(tool.parameters)}"
+             for tool in all_tools(config)]
+    sections.append(
+        "# Output\nEvery reply is one JSON object: {\"action\": \"say\", \"text\": \"...\"} to speak to the caller, or "
+        "{\"action\": \"<tool>\", \"arguments\": {...}} to use a tool. A tool's result comes back as a message "
+        "starting with \"result of\". Speak in one or two short sentences: the caller hears you on a phone.\n"
+        "Tools:\n" + "\n".join(tools))
+    if config.examples:
+        sections.append("# Examples\n" + "\n".join(_example_line(e) for e in config.examples))
+    return "\n".join(sections)
+
+
+def _example_line(example):
+    if example.role == "caller":
+        return f"caller: {example.text}"
+    if example.role == "agent":
+        return "you: " + json.dumps({"action": SAY, "text": example.text})
+    if example.role == "tool":
+        call = json.loads(example.text)
+        return "you: " + json.dumps({"action": call["name"], "arguments": call["arguments"]})
+    return f"result: {example.text}"
+
+
+def _argument_summary(parameters):
+    properties = parameters.get("properties", {})
+    if not properties:
+        return "none."
+    return ", ".join(f"{name} ({spec.get('type', 'any')})" for name, spec in properties.items()) + "."
+
+
+SYSTEM_TOOL_PARAMETERS = {
+    "end_call": ("End the call once the caller has what they need and has said goodbye.",
+                 {"type": "object", "properties": {}, "additionalProperties": False}),
+    "transfer_to_human": ("Hand the caller to a human colleague: the caller is angry, asks for a person, "
+                          "or needs something outside your scope.",
+                          {"type": "object", "properties": {"reason": {"type": "string", "minLength": 3}},
+                           "required": ["reason"], "additionalProperties": False}),
+    "skip_turn": ("Say nothing this turn: the caller is still thinking or said only \"hm\" or \"one moment\".",
+                  {"type": "object", "properties": {}, "additionalProperties": False}),
+}
+
+
+class _SystemTool:
+    def __init__(self, name):
+        self.name = name
+        self.description, self.parameters = SYSTEM_TOOL_PARAMETERS[name]
+
+
+def all_tools(config):
+    return [*config.tools, *(_SystemTool(name) for name in SYSTEM_TOOL_PARAMETERS)]
+
+
+def render_messages(config, state):
+    """The ChatML messages for the next reply: system prompt, then the history in order."""
+    messages = [("system", render_system(config))]
+    for entry in state["entries"]:
+        role = entry["role"]
+        if role == "caller":
+            messages.append(("user", entry["text"]))
+        elif role == "agent":
+            text = entry["heard"] + " [the caller interrupted you here]" if entry.get("interrupted") else entry["text"]
+            messages.append(("assistant", json.dumps({"action": SAY, "text": text})))
+        elif role == "action":
+            messages.append(("assistant", json.dumps({"action": entry["tool"], "arguments": entry["arguments"]})))
+        elif role == "result":
+            if entry["status"] == "ok":
+                messages.append(("user", f"result of {entry['tool']}: {json.dumps(entry['result'])}"))
+            else:
+                messages.append(("user", f"result of {entry['tool']}: {entry['status']}: {entry['message']}"))
+        elif role == "knowledge":
+            text = "\n".join(f"[{chunk['id']}] {chunk['text']}" for chunk in entry["chunks"])
+            messages.append(("system", f"# Knowledge (from the documents; use it only if it answers the caller)\n{text}"))
+        elif role == "note":
+            messages.append(("system", entry["text"]))
+    return messages
+
+
+def new_knowledge(state, chunks):
+    """The chunks not yet in the conversation, as a ``knowledge`` entry, or None."""
+    seen = known_chunk_ids(state)
+    fresh = [{"id": c.id, "text": c.text} for c in chunks if c.id not in seen]
+    return {"role": "knowledge", "chunks": fresh} if fresh else None
+
+
+class LlamaEngine:
+    """One llama.cpp model in this process, shared by every call it serves (one at a time)."""
+
+    def __init__(self, model_path, *, context_tokens=4096, threads=None):
+        try:
+            from llama_cpp import Llama
+        except ImportError as exc:
+            raise LlmError(f"llama-cpp-python is not installed ({exc}): run `make setup`") from None
+        model_path = Path(model_path)
+        if not model_path.is_file():
+            raise FileNotFoundError(f"{model_path} is missing: run `parley models fetch`")
+        self.model_path = model_path
+        threads = threads or int(os.environ.get("PARLEY_LLM_THREADS", 0)) or min(4, os.cpu_count() or 1)
+        self._llm = Llama(str(model_path), n_ctx=context_tokens, n_threads=threads, verbose=False)
+        self._grammars = {}
+        self._lock = threading.Lock()
+
+    def grammar(self, schema):
+        """The compiled grammar for a JSON Schema (cached: compiling takes milliseconds)."""
+        from llama_cpp import LlamaGrammar
+        from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+        key = json.dumps(schema, sort_keys=True)
+        if key not in self._grammars:
+            self._grammars[key] = LlamaGrammar.from_string(json_schema_to_gbnf(key), verbose=False)
+        return self._grammars[key]
+
+    def choice_grammar(self, options):
+        from llama_cpp import LlamaGrammar
+
+        key = ("choice", *options)
+        if key not in self._grammars:
+            self._grammars[key] = LlamaGrammar.from_string(
+                "root ::= " + " | ".join(json.dumps(o) for o in options), verbose=False)
+        return self._grammars[key]
+
+    def count_tokens(self, text):
+        return len(self._llm.tokenize(text.encode(), add_bos=False, special=True))
+
+    def warm(self, prompt):
+        """Evaluate a prompt prefix now (the system prompt), so the first caller turn reuses it."""
+        with self._lock:
+            self._llm.create_completion(prompt, max_tokens=1, temperature=0.0)
+
+    def stream(self, prompt, *, grammar=None, max_tokens=160, temperature=0.0, cancelled=None):
+        """Generated text pieces, stopping at the end of the reply or when ``cancelled`` is set."""
+        with self._lock:
+            pieces = self._llm.create_completion(prompt, max_tokens=max_tokens, temperature=temperature,
+                                                 stream=True, grammar=grammar, stop=["<|im_end|>"], seed=0)
+            try:
+                for piece in pieces:
+                    yield piece["choices"][0]["text"]
+                    if cancelled is not None and cancelled.is_set():
+                        return
+            finally:
+                pieces.close()

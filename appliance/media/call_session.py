@@ -1,0 +1,432 @@
+"""One call end to end: the real-time loop, the agent's turns over the bus, the call's record.
+
+The channel (file, local audio, SIP) feeds caller audio and calls ``next_frame()`` once per
+frame period, and sends what comes back. That tick never waits on a model: each agent turn
+(STT, then the agent, then TTS sentence by sentence) runs in its own thread with its own bus
+client and hands audio to the tick through a queue; writes to the store go through a recorder
+thread. On barge-in the loop has already flushed playout in the same frame; the session then
+cancels the turn's jobs on their workers and cuts the agent's message to the words heard.
+
+A worker that dies mid-turn is restarted by the router and its retryable job (STT, TTS) runs
+again on the new process; if the turn still fails, the caller hears the agent's apology
+(rendered when the call starts) and the call is handed to a person with its record kept.
+"""
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from parley.appliance.agent.conversation import copy_state, heard_words, new_state, record_interruption, transcript
+from parley.appliance.bus import BusClient, BusError, Sequencer
+from parley.appliance.store import Store
+from parley.core.call_loop import BargeIn, CallLoop, CallLoopSettings, SpeechStarted, TurnEnded
+
+log = logging.getLogger("parley.call")
+
+SPAN_ORDER = ("user_speech_end", "endpoint", "stt_final", "llm_first_token", "first_sentence", "tts_first_audio",
+              "playout_start")
+
+
+@dataclass
+class TurnRecord:
+    """What one exchange (caller turn, agent reply) left behind; the demo prints these."""
+
+    index: int
+    caller_text: str = ""
+    agent_text: str = ""
+    heard_text: str | None = None
+    spans: dict = field(default_factory=dict)
+    tools: list = field(default_factory=list)
+    kb_chunk_ids: tuple = ()
+    action: str = "listen"
+    error: str | None = None
+
+    @property
+    def voice_to_voice_ms(self):
+        if "playout_start" in self.spans and "user_speech_end" in self.spans:
+            return (self.spans["playout_start"] - self.spans["user_speech_end"]) / 1e6
+        return None
+
+
+class _AgentTurn(threading.Thread):
+    """STT, the agent and TTS for one turn, off the frame path."""
+
+    def __init__(self, session, index, audio, state, from_sample):
+        super().__init__(name=f"turn-{session.call_id[:8]}-{index}", daemon=True)
+        self.session = session
+        self.index = index
+        self.utterance_id = index
+        self.audio = audio
+        """16 kHz caller audio for STT, or None for the greeting."""
+        self.state = state
+        self.from_sample = from_sample
+        self.cancelled = threading.Event()
+        self.finished = threading.Event()
+        self.record = TurnRecord(index)
+        self.sentences = []
+        """(text, start_sample, end_sample) at the line rate, in utterance order."""
+        self.pushed = 0
+        self.result_state = None
+        self.handoff = None
+
+    def run(self):
+        session = self.session
+        client = BusClient(session.endpoints.clients, name=f"call-{session.call_id[:8]}")
+        stamp = Sequencer()
+        try:
+            body = {"agent": session.agent_folder, "state": self.state}
+            if self.audio is not None:
+                text = self._transcribe(client, stamp)
+                if self.cancelled.is_set():
+                    return
+                if not text:
+                    self.record.action = "nothing_heard"
+                    return
+                body["text"] = text
+            request = stamp.make("agent_turn", body, call_id=session.call_id, turn_id=self.index)
+            for reply in client.stream("agent", request, timeout=session.agent_timeout):
+                if self.cancelled.is_set():
+                    break
+                self._on_agent_reply(client, stamp, reply)
+        except BusError as exc:
+            if not self.cancelled.is_set():
+                self.record.error = f"{type(exc).__name__}: {exc}"
+                log.warning("turn_failed call_id=%s turn_id=%d error=%s", session.call_id, self.index, self.record.error)
+        finally:
+            client.close()
+            self.finished.set()
+
+    def _transcribe(self, client, stamp):
+        pcm = (np.clip(self.audio, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+        request = stamp.make("stt_request", {"sample_rate": 16000}, call_id=self.session.call_id, turn_id=self.index)
+        [final] = [r for r in client.request("stt", request, pcm) if r.type == "stt_final"]
+        self.record.spans["stt_final"] = final.t_ns
+        self.record.caller_text = final.body["text"].strip()
+        return self.record.caller_text
+
+    def _on_agent_reply(self, client, stamp, reply):
+        spans = self.record.spans
+        if reply.type == "llm_token":
+            spans.setdefault("llm_first_token", reply.t_ns)
+        elif reply.type == "llm_sentence":
+            spans.setdefault("first_sentence", reply.t_ns)
+            self._speak(client, stamp, reply.body["text"])
+        elif reply.type == "tool_result":
+            self.record.tools.append(reply.body)
+        elif reply.type == "handoff":
+            self.handoff = reply.body
+        elif reply.type == "agent_state":
+            self.result_state = reply.body["state"]
+            self.record.action = reply.body["action"]
+            self.record.kb_chunk_ids = tuple(reply.body["kb_chunk_ids"])
+            self.record.agent_text = reply.body["text"]
+
+    def _speak(self, client, stamp, text):
+        session = self.session
+        request = stamp.make("tts_request", {"text": text, "voice": session.voice, "sample_rate": session.line_rate},
+                             call_id=session.call_id, turn_id=self.index)
+        start, received = self.pushed, 0
+        for reply in client.stream("tts", request):
+            if self.cancelled.is_set():
+                return
+            if reply.type != "tts_audio":
+                continue
+            self.record.spans.setdefault("tts_first_audio", reply.t_ns)
+            samples = np.frombuffer(reply.audio, dtype="<i2").astype(np.float32) / 32768.0
+            # A job re-run after its worker died streams the sentence again from offset 0: skip what was played.
+            skip = received - reply.body["offset_samples"]
+            if skip >= samples.shape[0]:
+                continue
+            samples = samples[max(0, skip):]
+            received = reply.body["offset_samples"] + max(0, skip) + samples.shape[0]
+            session.audio_out.put((self.utterance_id, samples))
+            self.pushed += samples.shape[0]
+        self.sentences.append((text, start, self.pushed))
+
+
+class _Recorder(threading.Thread):
+    """Writes the call to the store in order, off the frame path (a commit waits on fsync)."""
+
+    def __init__(self, store_path):
+        super().__init__(name="call-recorder", daemon=True)
+        self.store_path = store_path
+        self.jobs = queue.SimpleQueue()
+        self.failures = []
+
+    def submit(self, job):
+        self.jobs.put(job)
+
+    def close(self):
+        self.jobs.put(None)
+        self.join()
+
+    def run(self):
+        with Store.open(self.store_path) as store:
+            while (job := self.jobs.get()) is not None:
+                try:
+                    job(store)
+                except Exception as exc:  # a failed write must not stop the ones after it
+                    log.exception("store_write_failed job=%s", getattr(job, "__name__", job))
+                    self.failures.append(exc)
+
+
+class CallSession:
+    """One call's loop, turns and record; the channel feeds audio and ticks ``next_frame()``."""
+
+    def __init__(self, *, agent, agent_folder, agent_version_id, endpoints, store_path, silero, channel,
+                 caller="", line_rate=8000, codec="l16", call_id=None, agent_timeout=60.0):
+        self.agent = agent
+        self.agent_folder = str(agent_folder)
+        self.endpoints = endpoints
+        self.voice = agent.voice.name
+        self.line_rate = line_rate
+        self.agent_timeout = agent_timeout
+        self.call_id = call_id or str(uuid.uuid4())
+        self.loop = CallLoop(silero, CallLoopSettings(line_rate=line_rate, codec=codec, endpointer=agent.endpointer,
+                                                      barge_in=agent.barge_in))
+        self.audio_out = queue.SimpleQueue()
+        self.turns = []
+        """Every finished exchange, in order (the greeting is the first)."""
+        self.outcome = None
+        self.handoff = None
+        self.closed = threading.Event()
+        self._state = new_state()
+        self._turn = None
+        self._index = -1
+        self._live_utterance = None
+        self._barged_in = False
+        self._speech_from = None
+        self._ticks = 0
+        self._t0_ns = None
+        self._control = BusClient(endpoints.clients, name=f"control-{self.call_id[:8]}")
+        self._apology = None
+        self._recorder = _Recorder(store_path)
+        self._recorder.start()
+        self._recorder.submit(lambda store: store.start_call(agent_version_id, channel, caller=caller, call_id=self.call_id))
+        threading.Thread(target=self._render_apology, name="apology", daemon=True).start()
+
+    # ---- the channel's side ----------------------------------------------------------------
+    def start(self):
+        """Answer: the agent's greeting starts at once."""
+        self._begin_turn(None, 0)
+
+    def feed_pcm(self, samples):
+        self._t0_ns = self._t0_ns or time.monotonic_ns()
+        self.loop.feed_pcm(samples)
+
+    def feed_rtp(self, seq, timestamp, payload, arrival_ns):
+        self._t0_ns = self._t0_ns or arrival_ns
+        self.loop.feed_rtp(seq, timestamp, payload, arrival_ns)
+
+    def next_frame(self):
+        """One tick: returns the frame to send (None until a whole frame of input is in)."""
+        self._queue_agent_audio()
+        frame = self.loop.next_frame()
+        if frame is None:
+            return None
+        self._ticks += 1
+        turn = self._turn
+        if turn is not None and self.loop.playout.current_utterance_id == turn.utterance_id:
+            turn.record.spans.setdefault("playout_start", time.monotonic_ns())
+        while (event := self.loop.next_event()) is not None:
+            if isinstance(event, SpeechStarted):
+                self._speech_from = event.stt_from_sample
+            elif isinstance(event, BargeIn):
+                self._on_barge_in(event)
+            elif isinstance(event, TurnEnded):
+                self._on_turn_ended(event)
+        if turn is not None and turn is self._turn and turn.finished.is_set() and self._agent_quiet():
+            self._finish_turn(turn)
+        return frame
+
+    @property
+    def agent_speaking(self):
+        """Agent audio is queued or playing, or a turn is still producing it."""
+        return not self._agent_quiet() or (self._turn is not None and not self._turn.finished.is_set())
+
+    def played_ms(self):
+        """How long the current agent utterance has played so far."""
+        turn = self._turn
+        if turn is None:
+            return 0.0
+        try:
+            return self.loop.played_samples(turn.utterance_id) * 1000 / self.line_rate
+        except KeyError:
+            return 0.0
+
+    def hang_up(self, reason="caller hung up"):
+        """The caller (or the channel) ended the call."""
+        if self._turn is not None:
+            self._cancel(self._turn, reason)
+        self._close("abandoned" if self.outcome is None else self.outcome)
+
+    def close(self):
+        if not self.closed.is_set():
+            self.hang_up()
+        self._recorder.close()
+        self._control.close()
+
+    # ---- turns -----------------------------------------------------------------------------
+    def _begin_turn(self, audio, from_sample, spans=None):
+        self._index += 1
+        turn = _AgentTurn(self, self._index, audio, copy_state(self._state), from_sample)
+        turn.record.spans.update(spans or {})
+        self._turn = turn
+        self._live_utterance = turn.utterance_id
+        turn.start()
+
+    def _queue_agent_audio(self):
+        while True:
+            try:
+                utterance, samples = self.audio_out.get_nowait()
+            except queue.Empty:
+                return
+            if utterance == self._live_utterance:
+                self.loop.play(samples, self.line_rate, utterance)
+
+    def _agent_quiet(self):
+        return self.loop.playout.queued_samples == 0 and self.audio_out.empty()
+
+    def _on_barge_in(self, event):
+        turn = self._turn
+        if turn is None or event.utterance_id != turn.utterance_id:
+            return
+        self._barged_in = True
+        self._speech_from = min(self._speech_from if self._speech_from is not None else event.onset_sample,
+                                event.onset_sample)
+        self._cancel(turn, "barge_in")
+        heard = heard_words(turn.sentences or [(turn.record.agent_text, 0, turn.pushed)], event.played_samples)
+        turn.record.heard_text = heard
+        log.info("barge_in call_id=%s turn_id=%d played_samples=%d heard=%r", self.call_id, turn.index,
+                 event.played_samples, heard)
+        self._finish_turn(turn)
+
+    def _on_turn_ended(self, event):
+        turn = self._turn
+        from_sample = self._speech_from if self._speech_from is not None else event.speech_end_sample
+        spans = {"user_speech_end": self._sample_ns(event.speech_end_sample), "endpoint": time.monotonic_ns()}
+        if turn is not None and not self._barged_in:
+            if turn.pushed or not self._agent_quiet():
+                return  # the agent is speaking and was not interrupted: a backchannel ("mm-hm")
+            if turn.audio is not None:  # still thinking about the caller's last words: take them together
+                self._cancel(turn, "caller went on")
+                from_sample = min(from_sample, turn.from_sample)
+                self._turn = None
+        self._barged_in = False
+        self._speech_from = None
+        if self.closed.is_set():
+            return
+        audio = self.loop.turn_audio(from_sample, event.speech_end_sample)
+        self._begin_turn(audio, from_sample, spans)
+
+    def _cancel(self, turn, reason):
+        if turn.cancelled.is_set():
+            return
+        turn.cancelled.set()
+        self._live_utterance = None
+        self._control.cancel(self.call_id, turn.index, reason=reason)
+
+    def _finish_turn(self, turn):
+        """The agent's reply has played out (or was cut): keep it, and act on its outcome."""
+        if turn is self._turn:
+            self._turn = None
+        record = turn.record
+        if turn.audio is not None and record.action == "nothing_heard":
+            return
+        if record.error is not None:
+            self._fail(turn)
+            return
+        state = turn.result_state
+        if state is None:  # cut before the agent finished: keep what was said so far
+            state = copy_state(turn.state)
+            if record.caller_text:
+                state["entries"].append({"role": "caller", "text": record.caller_text})
+            record.agent_text = " ".join(text for text, _, _ in turn.sentences)
+            state["entries"].append({"role": "agent", "text": record.agent_text})
+        else:
+            state = copy_state(state)
+        if record.heard_text is not None:
+            record_interruption(state, record.heard_text)
+        self._state = state
+        self.turns.append(record)
+        self._recorder.submit(_turn_writer(self.call_id, record, turn.audio is not None))
+        if turn.handoff is not None:
+            self._hand_off(turn.handoff)
+        if record.heard_text is None and record.action in ("end_call", "transfer"):
+            self._close("completed" if record.action == "end_call" else "escalated")
+
+    def _fail(self, turn):
+        """A turn failed for good: apologise, hand the call to a person, keep everything."""
+        self.turns.append(turn.record)
+        if self._apology is not None and not self.closed.is_set():
+            self._live_utterance = turn.utterance_id + 1000
+            self.loop.play(self._apology, self.line_rate, self._live_utterance)
+        state = copy_state(self._state)
+        if turn.record.caller_text:
+            state["entries"].append({"role": "caller", "text": turn.record.caller_text})
+        state["entries"].append({"role": "agent", "text": self.agent.apology})
+        self._state = state
+        self._recorder.submit(_turn_writer(self.call_id, turn.record, turn.audio is not None,
+                                           agent_text=self.agent.apology))
+        self._hand_off({"reason": f"technical problem: {turn.record.error}",
+                        "summary": "The agent could not continue the call because a part of the appliance failed; "
+                                   "the transcript so far is attached.",
+                        "collected": {}, "transcript": transcript(state)})
+        self._close("escalated")
+
+    def _hand_off(self, record):
+        self.handoff = dict(record, target=self.agent.escalation.transfer_extension)
+        call_id = self.call_id
+
+        def write(store):
+            store.record_handoff(call_id, reason=record["reason"], summary=record["summary"],
+                                 collected=record["collected"], transcript=record["transcript"],
+                                 target=self.agent.escalation.transfer_extension)
+        self._recorder.submit(write)
+
+    def _close(self, outcome):
+        if self.closed.is_set():
+            return
+        self.outcome = outcome
+        call_id = self.call_id
+        self._recorder.submit(lambda store: store.end_call(call_id, outcome))
+        self.closed.set()
+        log.info("call_ended call_id=%s outcome=%s turns=%d", self.call_id, outcome, len(self.turns))
+
+    def _sample_ns(self, sample):
+        return (self._t0_ns or time.monotonic_ns()) + round(sample * 1e9 / self.line_rate)
+
+    def _render_apology(self):
+        client = BusClient(self.endpoints.clients, name=f"apology-{self.call_id[:8]}")
+        try:
+            request = Sequencer().make("tts_request", {"text": self.agent.apology, "voice": self.voice,
+                                                       "sample_rate": self.line_rate}, call_id=self.call_id)
+            chunks = [np.frombuffer(r.audio, dtype="<i2") for r in client.request("tts", request) if r.type == "tts_audio"]
+            self._apology = (np.concatenate(chunks).astype(np.float32) / 32768.0) if chunks else None
+        except BusError as exc:
+            log.warning("apology_not_rendered call_id=%s error=%s", self.call_id, exc)
+        finally:
+            client.close()
+
+
+def _turn_writer(call_id, record, has_caller, agent_text=None):
+    def write(store):
+        if has_caller and record.caller_text:
+            store.append_turn(call_id, "caller", record.caller_text)
+        text = agent_text if agent_text is not None else record.agent_text
+        agent_turn = store.append_turn(call_id, "agent", text or "", heard_text=record.heard_text,
+                                       kb_chunk_ids=record.kb_chunk_ids)
+        for name in SPAN_ORDER:
+            if name in record.spans:
+                store.record_span(agent_turn.id, name, record.spans[name])
+        for tool in record.tools:
+            store.record_tool_call(agent_turn.id, tool["name"], tool["arguments"], tool["status"],
+                                   result=tool.get("result"), confirmed=tool["confirmed"],
+                                   started_ns=tool["started_ns"], ended_ns=tool["ended_ns"])
+    write.__name__ = f"turn_{record.index}"
+    return write

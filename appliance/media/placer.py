@@ -1,0 +1,43 @@
+"""Places calls from this box (the file channel, the local microphone) into the running appliance.
+
+Ties the pieces a call needs, loaded once: the agent file and its stored version, the Silero
+model for the call loop's VAD, the bus endpoints, the store path.
+"""
+
+from pathlib import Path
+
+from parley.appliance.agent.config import load_agent
+from parley.appliance.agent.versions import current_version
+from parley.appliance.agent.worker import agent_variables
+from parley.appliance.media.call_session import CallSession
+from parley.appliance.media.file_channel import run_call
+from parley.appliance.store import Store
+from parley.core.silero import SileroVad
+
+SILERO = ("silero-vad", "silero_vad.onnx")
+
+
+class CallPlacer:
+    def __init__(self, services, agent_folder, *, line_rate=8000):
+        self.services = services
+        self.settings = services.settings
+        self.agent_folder = Path(agent_folder).resolve()
+        self.agent = load_agent(self.agent_folder, variables=agent_variables(self.settings))
+        self.line_rate = line_rate
+        silero_path = self.settings.models_dir.joinpath(*SILERO)
+        if not silero_path.is_file():
+            raise FileNotFoundError(f"{silero_path} is missing: run `parley models fetch`")
+        self.silero = SileroVad(silero_path)
+        with Store.open(self.settings.db_path) as store:
+            self.version = current_version(store, self.agent.name, self.agent_folder)
+
+    def session(self, *, channel="file", caller=""):
+        return CallSession(agent=self.agent, agent_folder=self.agent_folder, agent_version_id=self.version.id,
+                           endpoints=self.services.endpoints, store_path=self.settings.db_path, silero=self.silero,
+                           channel=channel, caller=caller, line_rate=self.line_rate, codec="l16")
+
+    def place(self, caller_source, *, channel="file", caller="", realtime=True, max_seconds=240.0):
+        """Run one call with ``caller_source`` (a ScriptedCaller or WavCaller); (session, audio)."""
+        session = self.session(channel=channel, caller=caller)
+        audio = run_call(session, caller_source, realtime=realtime, max_seconds=max_seconds)
+        return session, audio

@@ -1,0 +1,1 @@
+_call_loop_py.py
