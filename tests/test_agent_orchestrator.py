@@ -81,13 +81,13 @@ def test_a_lookup_is_run_and_the_answer_streams_sentence_by_sentence(acme):
                         say("Order 4512 was delivered. It had a kettle and two mugs."))
     outputs, result = turn(runner, greeted(runner), "Where is my order four five one two?")
     kinds = [type(o).__name__ for o in outputs]
-    assert kinds == ["FirstToken", "ToolRun", "Sentence", "Sentence"]
-    assert outputs[1].status == "ok" and outputs[1].result["status"] == "delivered"
-    assert [o.text for o in outputs if isinstance(o, Sentence)] == ["Order 4512 was delivered.",
+    assert kinds == ["FirstToken", "Sentence", "ToolRun", "Sentence", "Sentence"]
+    assert outputs[2].status == "ok" and outputs[2].result["status"] == "delivered"
+    assert [o.text for o in outputs if isinstance(o, Sentence)] == ["Let me look that up.", "Order 4512 was delivered.",
                                                                    "It had a kettle and two mugs."]
     roles = [e["role"] for e in result.state["entries"]]
     assert roles == ["agent", "caller", "action", "result", "agent"]
-    assert result.action == "listen" and result.text.startswith("Order 4512")
+    assert result.action == "listen" and result.text.startswith("Let me look that up. Order 4512")
 
 
 def test_a_refund_waits_for_the_callers_yes_then_runs_once(acme):
@@ -131,7 +131,9 @@ def test_an_order_number_the_caller_never_said_is_refused(acme):
     outputs, result = turn(runner, greeted(runner), "I want to know where my order is.")
     [run] = [o for o in outputs if isinstance(o, ToolRun)]
     assert run.status == "refused" and "never said order_id" in run.message
-    assert result.state["failed_attempts"] == 1 and result.text == "Could you tell me your order number?"
+    assert result.state["failed_attempts"] == 1
+    assert result.text == "Let me look that up. Could you tell me your order number?"
+    assert "Let me look" not in str(result.state["entries"]), "the filler is spoken, not shown to the model"
 
 
 def test_a_refund_before_the_lookup_is_refused_and_the_model_looks_up_first(acme):
@@ -170,7 +172,8 @@ def test_three_failed_attempts_hand_the_call_to_a_person_with_a_summary(acme):
 def test_a_reply_cut_off_mid_json_is_not_spoken_and_counts_as_a_failed_attempt(acme):
     runner = runner_for(acme, '{"action": "lookup_order", "arguments": {"order_')
     outputs, result = turn(runner, greeted(runner), "Order 4512 please.")
-    assert [o.text for o in outputs if isinstance(o, Sentence)] == [NOT_UNDERSTOOD.split(". ")[0] + ".",
+    assert [o.text for o in outputs if isinstance(o, Sentence)] == ["Let me look that up.",
+                                                                   NOT_UNDERSTOOD.split(". ")[0] + ".",
                                                                    "Could you say it again?"]
     assert result.state["failed_attempts"] == 1 and result.action == "listen"
 
@@ -237,3 +240,33 @@ def test_an_interrupted_message_keeps_only_the_words_heard():
     state = {"entries": [{"role": "agent", "text": "Your refund is done. It will arrive in five to seven days."}]}
     record_interruption(state, heard_words(sentences, 4000))
     assert state["entries"][0]["heard"] == "Your refund" and "[interrupted]" in transcript(state)
+
+
+def explode(context, order_id):
+    raise RuntimeError("database on fire")
+
+
+def test_a_tool_that_crashes_is_apologised_for_and_the_call_goes_on(tmp_path):
+    folder = tmp_path / "agent"
+    folder.mkdir()
+    (folder / "agent.yaml").write_text(
+        "name: fragile\nfirst_message: Hi.\nprompt: {role: You help.}\n"
+        "tools:\n  - name: lookup_order\n    description: Look up.\n    handler: test_agent_orchestrator:explode\n"
+        "    parameters: parley.appliance.demo.shop:LOOKUP_ORDER_PARAMETERS\n")
+    runner = runner_for(load_agent(folder), call("lookup_order", order_id="4512"),
+                        say("Sorry, something went wrong while I was checking. Shall I try again?"))
+    outputs, result = turn(runner, greeted(runner), "Order 4512 please.")
+    [run] = [o for o in outputs if isinstance(o, ToolRun)]
+    assert run.status == "error" and run.message.startswith("Sorry, something went wrong")
+    assert result.action == "listen" and result.text.startswith("Sorry")
+    assert result.state["failed_attempts"] == 1
+
+
+def test_the_hand_off_line_is_said_once_as_soon_as_the_model_chooses_to_transfer(acme):
+    handoff = {"summary": "Angry caller asked for a person.", "data": {"order_id": None, "request": "a person",
+                                                                        "caller_sentiment": "angry"}}
+    runner = runner_for(acme, call("transfer_to_human", reason="caller asked for a person"), handoff)
+    outputs, result = turn(runner, greeted(runner), "Get me a human, now!")
+    kinds = [type(o).__name__ for o in outputs]
+    assert kinds.index("Sentence") < kinds.index("Handoff")
+    assert result.text == acme.transfer_message and result.action == "transfer"

@@ -113,7 +113,6 @@ def test_a_decode_that_runs_into_the_token_limit_is_redone_with_the_long_padding
 
 
 @pytest.mark.models
-@pytest.mark.slow
 def test_without_the_retry_short_padding_loops_until_the_token_limit(whisper_dir, short_padding_clip):
     recognizer = Recognizer.from_dir(whisper_dir, RecognizerSettings(tail_paddings=50, retry_tail_paddings=None))
     transcript = recognizer.transcribe(*short_padding_clip)

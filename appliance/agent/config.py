@@ -82,6 +82,9 @@ class Tool:
     """``package.module:function`` for agent tools; None for system tools."""
     side_effects: bool = False
     policy: ToolPolicy = field(default_factory=ToolPolicy)
+    filler: str | None = None
+    """Said the moment the model chooses this tool ("Let me look that up."), so the caller is not
+    left in silence while the call is written and run; not shown to the model."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,8 @@ class AgentConfig:
     evaluation_criteria: tuple[Criterion, ...]
     data_collection: tuple[DataField, ...]
     goodbye: str
+    transfer_message: str
+    """Said before a hand-off to a person."""
     apology: str
     """Said when something breaks mid-call (a worker died) before the hand-off."""
 
@@ -224,7 +229,8 @@ class _Reader:
 
     def agent(self, raw, folder):
         known = ("name", "first_message", "prompt", "examples", "llm", "voice", "tools", "tool_config", "knowledge",
-                 "turn_taking", "barge_in", "escalation", "evaluation_criteria", "data_collection", "goodbye", "apology")
+                 "turn_taking", "barge_in", "escalation", "evaluation_criteria", "data_collection", "goodbye",
+                 "transfer_message", "apology")
         raw = self.mapping(raw, "", known, required=("name", "first_message", "prompt"))
         name = self.text(raw["name"], "name")
         if not TOOL_NAME.match(name):
@@ -252,6 +258,8 @@ class _Reader:
             evaluation_criteria=self.criteria(raw.get("evaluation_criteria")),
             data_collection=self.data_fields(raw.get("data_collection")),
             goodbye=self.text(raw.get("goodbye", "Thank you for calling. Goodbye!"), "goodbye"),
+            transfer_message=self.text(raw.get("transfer_message", "I'll pass you to a colleague who can help. "
+                                                                   "Please hold for a moment."), "transfer_message"),
             apology=self.text(raw.get("apology", "I'm sorry, I'm having a technical problem. "
                                                    "Let me pass you to a colleague who can help."), "apology"),
         )
@@ -296,7 +304,8 @@ class _Reader:
         tools, names = [], set()
         for i, item in enumerate(value):
             where = f"tools[{i}]"
-            item = self.mapping(item, where, ("name", "description", "handler", "parameters", "side_effects", "policy"),
+            item = self.mapping(item, where, ("name", "description", "handler", "parameters", "side_effects", "policy",
+                                              "filler"),
                                 required=("name", "description", "handler", "parameters"))
             name = self.text(item["name"], f"{where}.name")
             if not TOOL_NAME.match(name):
@@ -317,7 +326,7 @@ class _Reader:
             if side_effects and policy.confirm is None:
                 self.fail(f"{where}.policy.confirm", "a tool with side effects needs a confirmation read-back")
             tools.append(Tool(name, self.text(item["description"], f"{where}.description"), parameters, handler,
-                              side_effects, policy))
+                              side_effects, policy, self.text(item.get("filler"), f"{where}.filler", required=False)))
         for i, tool in enumerate(tools):
             required = tool.policy.requires
             if required is not None and required not in names:

@@ -117,9 +117,13 @@ class SayStream:
         return "".join(out)
 
 
-def chatml(messages):
-    """ChatML (Qwen2.5, SmolLM2): the rendering whose prefix stays byte-identical as turns are added."""
-    return "".join(f"<|im_start|>{role}\n{content}<|im_end|>\n" for role, content in messages) + "<|im_start|>assistant\n"
+def chatml(messages, *, reply=True):
+    """ChatML (Qwen2.5, SmolLM2): the rendering whose prefix stays byte-identical as turns are added.
+
+    ``reply=False`` leaves off the assistant header: the prefix to evaluate ahead of the next turn.
+    """
+    text = "".join(f"<|im_start|>{role}\n{content}<|im_end|>\n" for role, content in messages)
+    return text + "<|im_start|>assistant\n" if reply else text
 
 
 def render_system(config):
@@ -190,7 +194,8 @@ def render_messages(config, state):
             messages.append(("assistant", json.dumps({"action": entry["tool"], "arguments": entry["arguments"]})))
         elif role == "result":
             if entry["status"] == "ok":
-                messages.append(("user", f"result of {entry['tool']}: {json.dumps(entry['result'])}"))
+                compact = json.dumps(entry["result"], separators=(",", ":"))  # a third fewer tokens to evaluate
+                messages.append(("user", f"result of {entry['tool']}: {compact}"))
             else:
                 messages.append(("user", f"result of {entry['tool']}: {entry['status']}: {entry['message']}"))
         elif role == "knowledge":

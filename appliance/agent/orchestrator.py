@@ -36,6 +36,7 @@ log = logging.getLogger("parley.agent")
 MAX_STEPS = 4
 """Model actions per caller turn (e.g. look up, then speak): a loop of tool calls is cut here."""
 NOT_UNDERSTOOD = "Sorry, I didn't catch that. Could you say it again?"
+CLOSING_ACTIONS = ("end_call", "transfer_to_human")
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,8 @@ class _Turn:
     said: list = field(default_factory=list)
     chunk_ids: list = field(default_factory=list)
     first_token: bool = False
+    filled: bool = False
+    closing: str | None = None
 
 
 class SentenceSplitter:
@@ -132,7 +135,12 @@ class AgentRunner:
         self.grammar = engine.grammar(self.schema)
 
     def system_prompt(self):
-        return chatml([("system", render_system(self.config))]).removesuffix("<|im_start|>assistant\n")
+        return chatml([("system", render_system(self.config))], reply=False)
+
+    def prefill(self, state):
+        """Evaluate the conversation so far while the caller listens, so that the next turn only
+        evaluates the caller's new words (on a 2-core CPU this saves seconds per turn)."""
+        self.engine.warm(chatml(render_messages(self.config, state), reply=False))
 
     def start(self, call_id):
         """The first turn of a call: the agent's greeting (no model involved)."""
@@ -180,7 +188,8 @@ class AgentRunner:
             if action == SAY:
                 return (yield from self._finish(turn, "listen"))
             if action == "end_call":
-                yield from self._say(turn, self.config.goodbye)
+                if turn.closing != action:
+                    yield from self._say(turn, self.config.goodbye)
                 turn.state["outcome"] = "ended"
                 return (yield from self._finish(turn, "end_call"))
             if action == "skip_turn":
@@ -239,6 +248,7 @@ class AgentRunner:
     def _next_action(self, turn, cancelled):
         prompt = chatml(render_messages(self.config, turn.state))
         reply, splitter = SayStream(), SentenceSplitter()
+        filler = None
         for piece in self.engine.stream(prompt, grammar=self.grammar, max_tokens=self.config.llm.max_tokens,
                                         temperature=self.config.llm.temperature, cancelled=cancelled):
             if not turn.first_token:
@@ -246,6 +256,14 @@ class AgentRunner:
                 yield FirstToken(time.monotonic_ns())
             for sentence in splitter.feed(reply.feed(piece)):
                 yield from self._emit(turn, sentence)
+            if filler is None and reply.action not in (None, SAY):
+                filler = self._filler(reply.action)
+                if reply.action in CLOSING_ACTIONS:
+                    turn.closing = reply.action  # the goodbye or hand-off line goes out while the call is written
+                    yield from self._say(turn, self._closing_line(reply.action))
+                elif filler and not turn.filled:
+                    turn.filled = True  # one filler a turn: "let me check" twice sounds broken
+                    yield from self._emit(turn, filler)
         action, payload = parse_action(reply.raw)
         if action == SAY:
             for sentence in splitter.flush():
@@ -254,6 +272,13 @@ class AgentRunner:
         elif action not in {t.name for t in all_tools(self.config)}:
             raise ReplyParseError(f"unknown tool {action!r}")
         return action, payload
+
+    def _filler(self, action):
+        """The tool's ``filler`` line, said while the model writes the call and the tool runs."""
+        for tool in self.config.tools:
+            if tool.name == action:
+                return tool.filler or ""
+        return ""
 
     def _emit(self, turn, sentence):
         turn.said.append(sentence)
@@ -316,8 +341,12 @@ class AgentRunner:
         log.info("tool_refused call_id=%s tool=%s policy=%s", call_id, tool.name, refusal.code)
         yield ToolRun(tool.name, arguments, "refused", None, refusal.message, False, now, now)
 
+    def _closing_line(self, action):
+        return self.config.goodbye if action == "end_call" else self.config.transfer_message
+
     def _transfer(self, turn, reason, call_id, cancelled):
-        yield from self._say(turn, "I'll pass you to a colleague who can help. Please hold for a moment.")
+        if turn.closing != "transfer_to_human":
+            yield from self._say(turn, self.config.transfer_message)
         turn.state["outcome"] = "transferred"
         record = self.handoff(turn.state, reason, cancelled)
         self.audit("handoff", call_id, {"reason": reason, "summary": record.summary, "collected": record.collected})

@@ -92,6 +92,8 @@ class AgentWorker(Worker):
             outputs = runner.start(message.call_id)
         for output in outputs:
             yield self._reply(message, output)
+            if isinstance(output, TurnResult) and output.action == "listen" and not self.cancelled.is_set():
+                runner.prefill(output.state)
 
     def _reply(self, request, output):
         if isinstance(output, Sentence):

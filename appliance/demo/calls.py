@@ -21,9 +21,9 @@ REFUND = DemoCall(
     "refund",
     "a caller gets a refund for a broken kettle on order 4512",
     (
-        CallerLine("Hi. I'd like a refund on my order. The order number is four five one two. The kettle arrived broken."),
+        CallerLine("Hi. I want a refund on order four five one two, please. The kettle I got is broken."),
         CallerLine("Yes, please go ahead.", pause_ms=800),
-        CallerLine("No, that's all. Thank you, bye!", pause_ms=800),
+        CallerLine("No thank you, that's all. Goodbye.", pause_ms=800),
     ),
 )
 

@@ -67,6 +67,8 @@ class _AgentTurn(threading.Thread):
         self.from_sample = from_sample
         self.cancelled = threading.Event()
         self.finished = threading.Event()
+        """Set when the turn's reply is complete: the agent's state arrived (the worker may still be
+        evaluating the conversation ahead of the next turn), or the turn ended otherwise."""
         self.record = TurnRecord(index)
         self.sentences = []
         """(text, start_sample, end_sample) at the line rate, in utterance order."""
@@ -125,6 +127,7 @@ class _AgentTurn(threading.Thread):
             self.record.action = reply.body["action"]
             self.record.kb_chunk_ids = tuple(reply.body["kb_chunk_ids"])
             self.record.agent_text = reply.body["text"]
+            self.finished.set()
 
     def _speak(self, client, stamp, text):
         session = self.session

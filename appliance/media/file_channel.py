@@ -41,7 +41,7 @@ def resample(samples, in_rate, out_rate):
     return out[resampler.group_delay:]
 
 
-def speak_with_espeak(text, rate, *, voice="en-gb", words_per_minute=160):
+def speak_with_espeak(text, rate, *, voice="en-us", words_per_minute=140):
     """``text`` spoken by espeak-ng (a voice unlike the agent's), float32 at ``rate``."""
     if shutil.which("espeak-ng") is None:
         raise CallerAudioError("espeak-ng is not installed: run `make setup` (it installs the Debian package)")

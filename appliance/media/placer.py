@@ -18,7 +18,8 @@ SILERO = ("silero-vad", "silero_vad.onnx")
 
 
 class CallPlacer:
-    def __init__(self, services, agent_folder, *, line_rate=8000):
+    def __init__(self, services, agent_folder, *, line_rate=16000):
+        """``line_rate`` 16000 is a wideband line (the file and local channels); SIP calls are 8000."""
         self.services = services
         self.settings = services.settings
         self.agent_folder = Path(agent_folder).resolve()

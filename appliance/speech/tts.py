@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from parley.appliance.speech.audio import AlignedResampler, check_rate
+from parley.appliance.speech.audio import AlignedResampler
 from parley.appliance.speech.provider import ProviderChoice, choose_provider
 
 log = logging.getLogger("parley.speech.tts")
@@ -214,9 +214,9 @@ class Synthesizer:
         sentence, each as soon as it is synthesized. ``cancelled`` (a ``threading.Event``) stops
         synthesis within the espeak-ng sentence being made; nothing more is yielded after it is set.
         """
-        out_rate = check_rate(out_rate or self.sample_rate)
+        out_rate = out_rate or self.sample_rate
+        resampler = AlignedResampler(self.sample_rate, out_rate)  # refuses a rate it has no filter for
         sentences = split_sentences(text)
-        resampler = AlignedResampler(self.sample_rate, out_rate)
         pause = np.zeros(round(self.sentence_pause * self.sample_rate), np.float32)
         offset = 0
         for index, sentence in enumerate(sentences):
