@@ -60,7 +60,7 @@ def test_a_refund_call_reaches_its_goal_and_leaves_a_complete_record(appliance, 
         assert reached, why
         turns = store.turns(session.call_id)
         tools = store.tool_calls(session.call_id)
-        answered = [t for t in turns if t.role == "agent" and store.spans(t.id)]
+        answered = [t for t in turns if t.role == "agent" and "user_speech_end" in {s.name for s in store.spans(t.id)}]
         spans = {s.name for s in store.spans(answered[0].id)}
         audit = [row["action"] for row in store.db.query("SELECT action FROM audit_log")]
     assert [t.tool for t in tools][:1] == ["lookup_order"] and "issue_refund" in [t.tool for t in tools]

@@ -107,7 +107,8 @@ class BusClient:
         self._socket.send_multipart(encode(self._sequencer.make("cancel", {"reason": reason}, call_id=call_id, turn_id=turn_id)))
 
     def close(self):
-        self._socket.close()
+        """Close, giving queued messages (a last cancel) up to 100 ms to leave: a barge-in's cancel is never dropped."""
+        self._socket.close(linger=100)
 
     def __enter__(self):
         return self
