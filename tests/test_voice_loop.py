@@ -68,7 +68,7 @@ def test_a_refund_call_reaches_its_goal_and_leaves_a_complete_record(appliance, 
     assert spans == {"user_speech_end", "endpoint", "stt_final", "llm_first_token", "first_sentence",
                      "tts_first_audio", "playout_start"}
     assert {"tool.call", "tool.result"} <= set(audit)
-    heard_back = recognizer.transcribe(audio.agent[: 8000 * 8], 8000).text.lower()
+    heard_back = recognizer.transcribe(audio.agent[: audio.rate * 8], audio.rate).text.lower()
     assert "acme" in heard_back and "help" in heard_back, heard_back
 
 
@@ -80,7 +80,7 @@ def test_after_a_barge_in_no_more_of_the_cut_reply_is_played(appliance):
     assert len(greeting.heard_text) < len(appliance.agent.first_message)
     interrupt_at = caller.line_started_at[0]
     line_end = interrupt_at + caller.audio[0].shape[0]
-    cut = audio.agent[interrupt_at + 8000 * 400 // 1000: line_end]  # barge_in_min_ms and a frame after onset
+    cut = audio.agent[interrupt_at + audio.rate * 400 // 1000: line_end]  # barge_in_min_ms and a frame after onset
     assert float(np.max(np.abs(cut))) < 1e-3, "agent audio of the cancelled turn kept playing"
     with store_of(appliance) as store:
         [turn] = [t for t in store.turns(session.call_id) if t.interrupted]
