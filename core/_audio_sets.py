@@ -55,3 +55,15 @@ def atomic_save(path, write):
         write(tmp)
     os.chmod(tmp.name, 0o644)
     os.replace(tmp.name, path)
+
+
+def save_npz(path, arrays, meta):
+    """``arrays`` (name -> ndarray) and ``meta`` (any JSON-able value) in one .npz, atomically."""
+    everything = {**arrays, "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
+    atomic_save(path, lambda f: np.savez(f, **everything))
+
+
+def load_npz(path):
+    """``(meta, arrays)`` as ``save_npz`` wrote them."""
+    with np.load(path) as data:
+        return json.loads(data["meta"].tobytes()), {key: data[key] for key in data.files if key != "meta"}

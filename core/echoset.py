@@ -8,7 +8,6 @@ who starts talking at ``caller_onset`` (espeak-ng lines and beckett.wav). Offlin
 under ``<models_dir>/.cache/echoset/``; none of it is the real-time path.
 """
 
-import json
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -16,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from parley.core._audio_sets import atomic_save, digest, espeak_version, file_identity, models_dir_or_default, read_wav
+from parley.core._audio_sets import (atomic_save, digest, espeak_version, file_identity, load_npz, models_dir_or_default,
+                                     read_wav, save_npz)
 
 from parley.core.evalset import resample
 
@@ -220,13 +220,10 @@ def _save_set(path, cases):
         far_key = fars.setdefault(id(case.far), f"far{len(fars)}")
         arrays[far_key], arrays[f"near{i}"] = case.far, case.near
         meta.append({**{f: getattr(case, f) for f in _CASE_FIELDS}, "far": far_key})
-    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    atomic_save(path, lambda f: np.savez(f, **arrays))
+    save_npz(path, arrays, meta)
 
 
 def _load_set(path):
-    with np.load(path) as data:
-        meta = json.loads(data["meta"].tobytes())
-        loaded = {key: data[key] for key in data.files if key != "meta"}
+    meta, loaded = load_npz(path)
     return [EchoCase(far=loaded[entry["far"]], near=loaded[f"near{i}"], **{f: entry[f] for f in _CASE_FIELDS})
             for i, entry in enumerate(meta)]

@@ -10,7 +10,6 @@ under ``<models_dir>/.cache/evalset/``; none of it is the real-time path.
 
 import hashlib
 import io
-import json
 import math
 import subprocess
 import wave
@@ -21,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from parley.core import codecs
-from parley.core._audio_sets import atomic_save, digest, espeak_version, file_identity, models_dir_or_default, read_wav
+from parley.core._audio_sets import (atomic_save, digest, espeak_version, file_identity, load_npz, models_dir_or_default,
+                                     read_wav, save_npz)
 
 RATE = 16000
 """Sample rate of the wideband turns."""
@@ -558,14 +558,11 @@ def _save_set(path, turns):
         labels_key = shared.setdefault(id(turn.frame_labels), f"labels{len(shared)}")
         arrays[clean_key], arrays[labels_key] = turn.clean, turn.frame_labels
         meta.append({**{f: getattr(turn, f) for f in _TURN_FIELDS}, "clean": clean_key, "labels": labels_key})
-    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    atomic_save(path, lambda f: np.savez(f, **arrays))
+    save_npz(path, arrays, meta)
 
 
 def _load_set(path):
-    with np.load(path) as data:
-        meta = json.loads(data["meta"].tobytes())
-        loaded = {key: data[key] for key in data.files if key != "meta"}
+    meta, loaded = load_npz(path)
     turns = []
     for i, entry in enumerate(meta):
         fields = {f: entry[f] for f in _TURN_FIELDS}

@@ -27,28 +27,6 @@ FRAMES = 500
 FRAME = 160
 
 
-class ReplayedSilero:
-    """Silero's probabilities from a real run, given back in order: the same path, none of its cost."""
-
-    def __init__(self, silero, probabilities):
-        self.silero, self.probabilities, self.next = silero, probabilities, 0
-
-    def new_stream(self, sample_rate=16000):
-        return self.silero.new_stream(sample_rate)
-
-    def score(self, stream, window):
-        self.next += 1
-        return self.probabilities[self.next - 1]
-
-
-class RecordedSilero(ReplayedSilero):
-    """Silero itself, keeping each probability it gives."""
-
-    def score(self, stream, window):
-        self.probabilities.append(self.silero.score(stream, window))
-        return self.probabilities[-1]
-
-
 def silero():
     from parley.appliance.config import load_settings
     from parley.core.silero import SileroVad
@@ -61,6 +39,7 @@ def prepare(folder):
     from parley.appliance.config import load_settings
     from parley.core import codecs
     from parley.core.evalset import build_turn_set
+    from parley.core.silero import RecordedSilero
 
     models = load_settings().models_dir
     turn = next(t for t in build_turn_set(models, snrs=(None,)) if t.name.startswith("beckett") and t.channel == "g711")
@@ -101,6 +80,8 @@ def run(case, folder, count):
     elif case == "call-loop":
         feed(silero(), payloads, count)
     else:
+        from parley.core.silero import ReplayedSilero
+
         feed(ReplayedSilero(silero(), np.load(folder / "probabilities.npy").tolist()), payloads, count)
 
 

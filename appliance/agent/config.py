@@ -40,7 +40,8 @@ class LlmSettings:
     model: str = "llm-qwen2.5-coder-1.5b"
     """A directory under models/ holding one .gguf file (MODELS.md: the default agent LLM)."""
     temperature: float = 0.0
-    """0 makes replies repeatable, which agent tests and the scripted demo rely on."""
+    """0 decodes greedily: every run of an agent test then gives the same reply, so a pass rate
+    over several runs needs a temperature above 0 (each run samples with its own seed)."""
     max_tokens: int = 160
     """Longest single reply or tool call; phone replies are a sentence or two."""
     context_tokens: int = 4096
@@ -105,6 +106,33 @@ class EscalationSettings:
 class Criterion:
     id: str
     description: str
+    threshold: float | None = None
+    """Share of recent calls that must be judged a success for the go-live gate (None: reported only)."""
+
+
+@dataclass(frozen=True)
+class QualitySettings:
+    """The bars the agent must clear; lowering one is a "bar lowered" change (`parley agent push`)."""
+
+    suite_pass_rate: float = 0.8
+    """Overall pass rate of the agent tests' runs for the suite to pass."""
+    test_pass_rate: float = 0.5
+    """Each test's own pass rate below which the suite fails whatever the overall rate."""
+    completion_criterion: str | None = None
+    """The evaluation criterion that says a call completed its task (platform metrics)."""
+
+
+@dataclass(frozen=True)
+class TestingSettings:
+    __test__ = False  # not a pytest test class
+
+    runs: int = 3
+    """How often each agent test runs by default (a pass rate needs several)."""
+    fixture: str | None = None
+    """``package.module:function(tool_config)`` called before every test run so the tools' data
+    starts fresh (the Acme shop database is recreated)."""
+    judge_model: str | None = None
+    """A model directory under models/ judging rubrics and criteria (default: the agent's own)."""
 
 
 @dataclass(frozen=True)
@@ -140,6 +168,8 @@ class AgentConfig:
     escalation: EscalationSettings
     evaluation_criteria: tuple[Criterion, ...]
     data_collection: tuple[DataField, ...]
+    quality: QualitySettings
+    testing: TestingSettings
     goodbye: str
     transfer_message: str
     """Said before a hand-off to a person."""
@@ -229,8 +259,8 @@ class _Reader:
 
     def agent(self, raw, folder):
         known = ("name", "first_message", "prompt", "examples", "llm", "voice", "tools", "tool_config", "knowledge",
-                 "turn_taking", "barge_in", "escalation", "evaluation_criteria", "data_collection", "goodbye",
-                 "transfer_message", "apology")
+                 "turn_taking", "barge_in", "escalation", "evaluation_criteria", "data_collection", "quality",
+                 "testing", "goodbye", "transfer_message", "apology")
         raw = self.mapping(raw, "", known, required=("name", "first_message", "prompt"))
         name = self.text(raw["name"], "name")
         if not TOOL_NAME.match(name):
@@ -257,6 +287,8 @@ class _Reader:
                                      {"max_failed_attempts": (int, 1, 20)}),
             evaluation_criteria=self.criteria(raw.get("evaluation_criteria")),
             data_collection=self.data_fields(raw.get("data_collection")),
+            quality=self.quality(raw.get("quality"), raw.get("evaluation_criteria")),
+            testing=self.testing(raw.get("testing")),
             goodbye=self.text(raw.get("goodbye", "Thank you for calling. Goodbye!"), "goodbye"),
             transfer_message=self.text(raw.get("transfer_message", "I'll pass you to a colleague who can help. "
                                                                    "Please hold for a moment."), "transfer_message"),
@@ -387,9 +419,35 @@ class _Reader:
         return MappingProxyType(resolved)
 
     def criteria(self, value):
-        items = self.id_list(value, "evaluation_criteria", ("id", "description"))
-        return tuple(Criterion(item["id"], self.text(item["description"], f"evaluation_criteria[{i}].description"))
+        items = self.id_list(value, "evaluation_criteria", ("id", "description", "threshold"))
+        return tuple(Criterion(item["id"], self.text(item["description"], f"evaluation_criteria[{i}].description"),
+                               None if item.get("threshold") is None
+                               else self.number(item["threshold"], f"evaluation_criteria[{i}].threshold", float, 0.0, 1.0))
                      for i, item in enumerate(items))
+
+    def quality(self, value, criteria):
+        value = self.mapping(value, "quality", [f.name for f in dataclasses.fields(QualitySettings)])
+        checked = {name: self.number(value[name], f"quality.{name}", float, 0.0, 1.0)
+                   for name in ("suite_pass_rate", "test_pass_rate") if name in value}
+        completion = value.get("completion_criterion")
+        if completion is not None:
+            known = [c["id"] for c in criteria or () if isinstance(c, dict)]
+            if completion not in known:
+                self.fail("quality.completion_criterion", f"{completion!r} is not an evaluation criterion; known: {', '.join(known) or 'none'}")
+            checked["completion_criterion"] = completion
+        return QualitySettings(**checked)
+
+    def testing(self, value):
+        value = self.mapping(value, "testing", [f.name for f in dataclasses.fields(TestingSettings)])
+        checked = {}
+        if "runs" in value:
+            checked["runs"] = self.number(value["runs"], "testing.runs", int, 1, 100)
+        for name in ("fixture", "judge_model"):
+            if value.get(name) is not None:
+                checked[name] = self.text(value[name], f"testing.{name}")
+        if "fixture" in checked and ":" not in checked["fixture"]:
+            self.fail("testing.fixture", f"{checked['fixture']!r} must be package.module:function")
+        return TestingSettings(**checked)
 
     def data_fields(self, value):
         items = self.id_list(value, "data_collection", ("id", "type", "description"))

@@ -6,12 +6,12 @@ louder than a phone's). The agent's side is written to a WAV and the conversatio
 with its latency table.
 """
 
-import logging
 from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
 
+from parley.appliance.cli import logs
 from parley.appliance.cli.demo import print_conversation, print_latency, print_voice_to_voice
 from parley.appliance.config import load_settings
 from parley.appliance.demo import ACME_DIR
@@ -35,8 +35,7 @@ def register(commands):
 
 def run(args):
     console = Console()
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(args.verbose)
     settings = load_settings()
     caller = WavCaller(read_wav(args.wav, 8000), 8000) if args.wav else None
     local = LocalAudio(8000) if args.mic else None

@@ -6,12 +6,12 @@ the audio to ``var/demo/``, and exits 0 only when every call reached its goal.
 """
 
 import json
-import logging
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from parley.appliance.cli import logs
 from parley.appliance.config import load_settings
 from parley.appliance.demo import ACME_DIR
 from parley.appliance.demo.calls import CALLS, check_goal
@@ -32,8 +32,7 @@ def register(commands):
 
 def run(args):
     console = Console()
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(args.verbose)
     settings = load_settings()
     agent_folder = ACME_DIR
     with console.status("starting the STT, TTS and agent workers (the LLM evaluates its prompt once)") as status:

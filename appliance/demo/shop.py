@@ -226,6 +226,11 @@ def create_shop(path: str | os.PathLike, *, today: date | None = None) -> Path:
     return path
 
 
+def fresh_for_tests(tool_config) -> Path:
+    """The agent-test fixture (``testing.fixture`` in acme/agent.yaml): a new shop at ``shop_db``."""
+    return fresh_copy(None, tool_config["shop_db"])
+
+
 def fresh_copy(template: str | os.PathLike | None, dest: str | os.PathLike, *, today: date | None = None) -> Path:
     """``dest`` as a fresh shop: a copy of ``template``, or newly created when ``template`` is None.
 

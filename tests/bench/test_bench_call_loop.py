@@ -15,6 +15,7 @@ import pytest
 from parley.appliance.config import load_settings
 from parley.core import call_loop, codecs
 from parley.core.call_loop import CallLoop
+from parley.core.silero import RecordedSilero, ReplayedSilero
 
 FRAMES = 500
 
@@ -56,29 +57,6 @@ def test_call_loop_per_frame(benchmark, telephone_packets, silero):
     benchmark.pedantic(run, setup=lambda: ((CallLoop(silero), telephone_packets), {}), rounds=5)
     benchmark.extra_info["frames"] = FRAMES
     benchmark.extra_info["compiled"] = call_loop.COMPILED
-
-
-class ReplayedSilero:
-    """Silero's probabilities from a real run, given back in order: the loop takes the very same
-    path (the same decisions, the same events) at none of Silero's cost."""
-
-    def __init__(self, silero, probabilities):
-        self.silero, self.probabilities, self.next = silero, probabilities, 0
-
-    def new_stream(self, sample_rate=16000):
-        return self.silero.new_stream(sample_rate)
-
-    def score(self, stream, window):
-        self.next += 1
-        return self.probabilities[self.next - 1]
-
-
-class RecordedSilero(ReplayedSilero):
-    """Silero itself, keeping each probability it gives."""
-
-    def score(self, stream, window):
-        self.probabilities.append(self.silero.score(stream, window))
-        return self.probabilities[-1]
 
 
 def test_call_loop_per_frame_without_silero(benchmark, telephone_packets, silero):
