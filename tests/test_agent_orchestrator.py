@@ -23,35 +23,7 @@ from parley.appliance.agent.orchestrator import (
 )
 from parley.appliance.demo import ACME_DIR
 from parley.appliance.demo.shop import fresh_copy, refunds_for
-
-
-class ScriptedModel:
-    """Replays replies in order, in small pieces as a streaming model would; records prompts."""
-
-    def __init__(self, *replies):
-        self.replies = list(replies)
-        self.prompts = []
-
-    def grammar(self, schema):
-        return schema
-
-    def choice_grammar(self, options):
-        return options
-
-    def stream(self, prompt, *, grammar=None, max_tokens=160, temperature=0.0, cancelled=None):
-        self.prompts.append(prompt)
-        reply = self.replies.pop(0)
-        text = reply if isinstance(reply, str) else json.dumps(reply)
-        for i in range(0, len(text), 7):
-            yield text[i:i + 7]
-
-
-def say(text):
-    return {"action": "say", "text": text}
-
-
-def call(tool, **arguments):
-    return {"action": tool, "arguments": arguments}
+from scripted_model import ScriptedModel, call, say
 
 
 @pytest.fixture
@@ -270,3 +242,12 @@ def test_the_hand_off_line_is_said_once_as_soon_as_the_model_chooses_to_transfer
     kinds = [type(o).__name__ for o in outputs]
     assert kinds.index("Sentence") < kinds.index("Handoff")
     assert result.text == acme.transfer_message and result.action == "transfer"
+
+
+def test_after_a_refused_tool_the_model_may_not_go_silent(acme):
+    runner = runner_for(acme, call("issue_refund", order_id="1001", amount=10, reason="x"),
+                        say("Could you tell me your order number?"))
+    _, result = turn(runner, greeted(runner), "I want my money back for the kettle.")
+    first, second = runner.engine.grammars
+    assert "skip_turn" in json.dumps(first) and "skip_turn" not in json.dumps(second)
+    assert result.text == "Could you tell me your order number?"

@@ -229,6 +229,8 @@ class LlamaEngine:
         self._llm = Llama(str(model_path), n_ctx=context_tokens, n_threads=threads, verbose=False)
         self._grammars = {}
         self._lock = threading.Lock()
+        self.seed = 0
+        """The sampling seed (matters when temperature > 0): each agent-test run sets its own."""
 
     def grammar(self, schema):
         """The compiled grammar for a JSON Schema (cached: compiling takes milliseconds)."""
@@ -261,7 +263,7 @@ class LlamaEngine:
         """Generated text pieces, stopping at the end of the reply or when ``cancelled`` is set."""
         with self._lock:
             pieces = self._llm.create_completion(prompt, max_tokens=max_tokens, temperature=temperature,
-                                                 stream=True, grammar=grammar, stop=["<|im_end|>"], seed=0)
+                                                 stream=True, grammar=grammar, stop=["<|im_end|>"], seed=self.seed)
             try:
                 for piece in pieces:
                     yield piece["choices"][0]["text"]

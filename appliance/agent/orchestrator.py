@@ -133,6 +133,10 @@ class AgentRunner:
         self.handlers = {tool.name: load_handler(tool.handler) for tool in config.tools}
         self.schema = action_schema([(t.name, t.parameters) for t in all_tools(config)])
         self.grammar = engine.grammar(self.schema)
+        self.grammar_after_a_step = engine.grammar(
+            action_schema([(t.name, t.parameters) for t in all_tools(config) if t.name != "skip_turn"]))
+        """Once a tool ran (or was refused) this turn the caller is waiting for an answer: saying
+        nothing is no longer a choice (a small model otherwise goes silent after a refusal)."""
 
     def system_prompt(self):
         return chatml([("system", render_system(self.config))], reply=False)
@@ -171,13 +175,14 @@ class AgentRunner:
                 yield from self._say(turn, "Sorry, was that a yes? " + pending["read_back"])
                 return (yield from self._finish(turn, "listen"))
         self._add_knowledge(turn, caller_text)
-        for _ in range(MAX_STEPS):
+        for step in range(MAX_STEPS):
             if cancelled is not None and cancelled.is_set():
                 return (yield from self._finish(turn, "listen"))
             if turn.state["failed_attempts"] >= self.config.escalation.max_failed_attempts:
                 return (yield from self._transfer(turn, f"{turn.state['failed_attempts']} failed attempts", call_id, cancelled))
             try:
-                action, payload = yield from self._next_action(turn, cancelled)
+                grammar = self.grammar_after_a_step if step else self.grammar
+                action, payload = yield from self._next_action(turn, cancelled, grammar)
             except ReplyParseError as exc:
                 log.warning("llm_reply_unparsed call_id=%s reason=%s", call_id, exc)
                 if cancelled is not None and cancelled.is_set():
@@ -245,11 +250,11 @@ class AgentRunner:
             turn.state["entries"].append(entry)
             turn.chunk_ids.extend(chunk["id"] for chunk in entry["chunks"])
 
-    def _next_action(self, turn, cancelled):
+    def _next_action(self, turn, cancelled, grammar):
         prompt = chatml(render_messages(self.config, turn.state))
         reply, splitter = SayStream(), SentenceSplitter()
         filler = None
-        for piece in self.engine.stream(prompt, grammar=self.grammar, max_tokens=self.config.llm.max_tokens,
+        for piece in self.engine.stream(prompt, grammar=grammar, max_tokens=self.config.llm.max_tokens,
                                         temperature=self.config.llm.temperature, cancelled=cancelled):
             if not turn.first_token:
                 turn.first_token = True

@@ -5,14 +5,14 @@ import argparse
 from rich.console import Console
 from rich.markup import escape
 
-from parley.appliance.cli import call, demo, doctor, models, voices
+from parley.appliance.cli import agent, call, demo, doctor, models, test, voices
 
 
 class UserError(Exception):
     """A problem the user can fix; printed as one message, no traceback."""
 
 
-NOUNS = (models, doctor, voices, demo, call)
+NOUNS = (models, doctor, voices, demo, call, agent, test)
 
 
 def build_parser():
@@ -40,6 +40,7 @@ def main(argv=None):
 
 def _user_errors():
     from parley.appliance.agent.config import AgentFileError
+    from parley.appliance.agent.testing.suite import TestFileError
     from parley.appliance.config import ConfigError
     from parley.appliance.media.file_channel import CallerAudioError
     from parley.appliance.media.local_audio import LocalAudioError
@@ -47,5 +48,5 @@ def _user_errors():
     from parley.appliance.models.fetch import FetchError
     from parley.appliance.models.manifest import ManifestError
 
-    return (UserError, ConfigError, FetchError, ManifestError, AgentFileError, CallerAudioError, LocalAudioError,
-            ServicesNotReady)
+    return (UserError, ConfigError, FetchError, ManifestError, AgentFileError, TestFileError, CallerAudioError,
+            LocalAudioError, ServicesNotReady)
