@@ -1,4 +1,5 @@
-"""The appliance's processes: the bus router with its supervised model workers (STT, TTS, agent).
+"""The appliance's processes: the bus router with its supervised model workers (STT, TTS, agent,
+and the evaluator that judges finished calls).
 
 ``Services`` starts them and waits until every service has a worker that loaded its models, so
 the first call is not answered by a cold stack; `parley demo`, `parley call` and `parley serve`
@@ -18,6 +19,7 @@ log = logging.getLogger("parley.services")
 STT = "parley.appliance.speech.workers:SttWorker"
 TTS = "parley.appliance.speech.workers:TtsWorker"
 AGENT = "parley.appliance.agent.worker:AgentWorker"
+EVALUATOR = "parley.appliance.agent.worker:EvaluatorWorker"
 READY_TIMEOUT_S = 300.0
 """Longest wait for every worker to load its models (the LLM's first prompt evaluation on a
 2-core machine takes about a minute)."""
@@ -46,9 +48,11 @@ class Services:
         self.router.supervise(WorkerSpec("stt", STT, plan.stt_replicas, env))
         self.router.supervise(WorkerSpec("tts", TTS, plan.tts_replicas, env))
         self.router.supervise(WorkerSpec("agent", AGENT, plan.agent_replicas, {**env, "PARLEY_AGENT": str(plan.agent_folder)}))
+        self.router.supervise(WorkerSpec("evaluator", EVALUATOR, 1, env))
 
     def start(self, *, ready_timeout=READY_TIMEOUT_S, progress=None):
-        """Start the router and workers; return once each service has a live worker."""
+        """Start the router and workers; return once each service a call needs has a live worker
+        (the evaluator, needed only after a call, may still be loading)."""
         self.router.start()
         self.endpoints = self.router.endpoints
         deadline = time.monotonic() + ready_timeout

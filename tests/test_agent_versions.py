@@ -281,14 +281,14 @@ def test_settings_are_compared_by_dotted_path(acme):
     raw["goodbye"] = "Goodbye!"
     write_agent(acme, raw)
     before = agent_content(acme)
-    raw["llm"]["temperature"] = 0.9
+    raw["llm"]["temperature"] = 0.3
     raw["goodbye"] = "Bye for now!"
     raw["transfer_message"] = "One moment, I'll get a colleague."
     del raw["escalation"]["transfer_extension"]
     write_agent(acme, raw)
     settings = changes_by_name(diff(before, agent_content(acme)).settings)
     assert {name: (c.kind, c.old, c.new) for name, c in settings.items()} == {
-        "llm.temperature": (ChangeKind.CHANGED, 0.3, 0.9),
+        "llm.temperature": (ChangeKind.CHANGED, 0.0, 0.3),
         "goodbye": (ChangeKind.CHANGED, "Goodbye!", "Bye for now!"),
         "transfer_message": (ChangeKind.ADDED, None, "One moment, I'll get a colleague."),
         "escalation.transfer_extension": (ChangeKind.REMOVED, "200", None),
@@ -475,7 +475,7 @@ def test_cli_diff_puts_bar_lowered_changes_first(pushed_acme, db, capsys):
     assert main(["agent", "diff", "acme", "v1", "v2"]) == 0
     out = capsys.readouterr().out
     lowered = out.index("bar lowered: test tests/versions.yaml: taxi_is_out_of_scope was removed")
-    assert lowered < out.index("settings") < out.index("llm.temperature: 0.3 → 0.4") < out.index("tests\n")
+    assert lowered < out.index("settings") < out.index("llm.temperature: 0.0 → 0.4") < out.index("tests\n")
     assert "accepted because: flaky test" in out
 
 

@@ -34,6 +34,8 @@ def appliance(tmp_path, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     folder = tmp_path / "acme"
     shutil.copytree(ACME_DIR, folder)
+    agent_file = folder / "agent.yaml"  # a sampling agent: each run of a test is a new sample
+    agent_file.write_text(agent_file.read_text().replace("temperature: 0.0", "temperature: 0.7"))
     shutil.rmtree(folder / "tests")
     (folder / "tests").mkdir()
     (folder / "tests" / "scope.yaml").write_text(SCOPE_TEST)

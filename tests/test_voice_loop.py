@@ -116,3 +116,28 @@ def test_a_killed_speech_worker_is_restarted_and_the_call_goes_on(appliance, ser
         assert spoken_after_greeting[-1].text == appliance.agent.apology
     else:
         assert spoken_after_greeting and spoken_after_greeting[0].text, "the call went silent"
+
+
+def test_a_finished_call_is_judged_and_becomes_a_test_that_runs(appliance, models_dir, tmp_path):
+    from parley.appliance.agent.llm import LlamaEngine, find_model_file
+    from parley.appliance.agent.testing.from_call import test_from_call
+    from parley.appliance.agent.testing.runner import TestRunner
+    from parley.appliance.agent.testing.suite import load_tests
+
+    lines = (CallerLine("What is the status of order two two oh eight?"),)
+    session, _ = appliance.place(ScriptedCaller(lines, appliance.line_rate), max_seconds=90)
+    evaluated = appliance.evaluate(session.call_id)
+    assert set(evaluated["criteria"]) == {"resolved", "no_invented_facts", "confirmed_before_acting"}
+    assert set(evaluated["criteria"].values()) <= {"success", "failure", "unknown"}
+    with store_of(appliance) as store:
+        stored = store.db.execute("SELECT criterion, rationale FROM call_evaluations WHERE call_id = ?",
+                                  [session.call_id]).fetchall()
+        answer = next(t for t in store.turns(session.call_id) if t.role == "agent" and t.position > 0)
+        (tmp_path / "from-call.yaml").write_text(test_from_call(store, session.call_id, answer.position))
+    assert len(stored) == 3 and all(rationale for _, rationale in stored)
+    [test] = load_tests([tmp_path / "from-call.yaml"])
+    assert test.kind == "next_turn" and test.history[-1][0] == "caller"
+    engine = LlamaEngine(find_model_file(models_dir, appliance.agent.llm.model))
+    outcome = TestRunner(appliance.agent, engine).run(test, 1, seed=1)
+    assert outcome.status in ("passed", "failed"), outcome.reasons
+    assert outcome.details["judged"]["judge"]["rationale"]

@@ -139,7 +139,16 @@ class TestingSettings:
 class DataField:
     id: str
     type: str
+    """string, number, integer, boolean or enum."""
     description: str
+    values: tuple[str, ...] = ()
+    """The allowed values of an enum field."""
+
+    def json_schema(self):
+        """The field's value as JSON Schema, null allowed (not said in the call)."""
+        if self.type == "enum":
+            return {"enum": [*self.values, None], "description": self.description}
+        return {"type": [self.type, "null"], "description": self.description}
 
 
 @dataclass(frozen=True)
@@ -450,12 +459,19 @@ class _Reader:
         return TestingSettings(**checked)
 
     def data_fields(self, value):
-        items = self.id_list(value, "data_collection", ("id", "type", "description"))
+        items = self.id_list(value, "data_collection", ("id", "type", "description", "values"))
         fields_ = []
         for i, item in enumerate(items):
-            if item.get("type") not in ("string", "number", "integer", "boolean"):
-                self.fail(f"data_collection[{i}].type", "must be string, number, integer or boolean")
-            fields_.append(DataField(item["id"], item["type"], self.text(item["description"], f"data_collection[{i}].description")))
+            if item.get("type") not in ("string", "number", "integer", "boolean", "enum"):
+                self.fail(f"data_collection[{i}].type", "must be string, number, integer, boolean or enum")
+            values = item.get("values")
+            if item["type"] == "enum":
+                if not isinstance(values, list) or not values or not all(isinstance(v, str) and v for v in values):
+                    self.fail(f"data_collection[{i}].values", "an enum field lists its values (non-empty text)")
+            elif values is not None:
+                self.fail(f"data_collection[{i}].values", "only an enum field has values")
+            fields_.append(DataField(item["id"], item["type"], self.text(item["description"], f"data_collection[{i}].description"),
+                                     tuple(values or ())))
         return tuple(fields_)
 
     def id_list(self, value, where, known):

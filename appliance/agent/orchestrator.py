@@ -222,7 +222,7 @@ class AgentRunner:
 
     def handoff(self, state, reason, cancelled=None):
         """A hand-off record: the model's summary for the colleague and the data collected so far."""
-        fields = {f.id: {"type": [f.type, "null"], "description": f.description} for f in self.config.data_collection}
+        fields = {f.id: f.json_schema() for f in self.config.data_collection}
         schema = {"type": "object", "properties": {"summary": {"type": "string", "minLength": 1},
                                                    "data": {"type": "object", "properties": fields,
                                                             "required": list(fields), "additionalProperties": False}},

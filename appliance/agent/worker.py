@@ -49,6 +49,20 @@ class AgentWorker(Worker):
             runner.engine.warm(runner.system_prompt())
             log.info("agent_warm agent=%s seconds=%.2f", runner.config.name, time.monotonic() - started)
 
+    def engine(self, config, model):
+        model_path = find_model_file(self.settings.models_dir, model)
+        engine = self._engines.get(model_path)
+        if engine is None:
+            engine = self._engines[model_path] = LlamaEngine(model_path, context_tokens=config.llm.context_tokens,
+                                                             threads=int(os.environ.get("PARLEY_LLM_THREADS", 0))
+                                                             or config.llm.threads)
+        return engine
+
+    def store(self):
+        if self._store is None:
+            self._store = Store.open(self.settings.db_path)
+        return self._store
+
     def runner(self, folder):
         folder = str(Path(folder).resolve())
         fingerprint = agent_fingerprint(folder)
@@ -56,16 +70,11 @@ class AgentWorker(Worker):
         if cached is not None and cached[0] == fingerprint:
             return cached[1]
         config = load_agent(folder, variables=agent_variables(self.settings))
-        model_path = find_model_file(self.settings.models_dir, config.llm.model)
-        engine = self._engines.get(model_path)
-        if engine is None:
-            engine = self._engines[model_path] = LlamaEngine(model_path, context_tokens=config.llm.context_tokens,
-                                                             threads=int(os.environ.get("PARLEY_LLM_THREADS", 0))
-                                                             or config.llm.threads)
+        engine = self.engine(config, config.llm.model)
         self._ensure_tool_data(config)
         runner = AgentRunner(config, engine, audit=self._auditor(config.name))
         self._runners[folder] = (fingerprint, runner)
-        log.info("agent_loaded agent=%s folder=%s model=%s", config.name, folder, model_path.name)
+        log.info("agent_loaded agent=%s folder=%s model=%s", config.name, folder, engine.model_path.name)
         return runner
 
     def _ensure_tool_data(self, config):
@@ -78,9 +87,7 @@ class AgentWorker(Worker):
 
     def _auditor(self, agent_name):
         def audit(action, subject, details):
-            if self._store is None:
-                self._store = Store.open(self.settings.db_path)
-            self._store.append_audit(actor=f"agent:{agent_name}", action=action, subject=subject, details=details)
+            self.store().append_audit(actor=f"agent:{agent_name}", action=action, subject=subject, details=details)
         return audit
 
     def handle(self, message, audio):
@@ -113,3 +120,30 @@ class AgentWorker(Worker):
             return self.reply(request, "agent_state", {"state": output.state, "action": output.action,
                                                        "kb_chunk_ids": list(output.kb_chunk_ids), "text": output.text})
         raise TypeError(f"unknown agent output {output!r}")
+
+
+class EvaluatorWorker(AgentWorker):
+    """Service ``evaluator``: judges finished calls (``evaluate_call``) with the agent's judge model
+    (``testing.judge_model``, else its own), at the lowest CPU priority, in its own process, so
+    judging never delays a live call's turn on the agent worker."""
+
+    service = "evaluator"
+
+    def setup(self):
+        os.nice(19)
+        self.settings = load_settings()
+        self._engines = {}
+        self._runners = {}
+        self._store = None
+
+    def handle(self, message, audio):
+        from parley.appliance.agent.evaluation import CallEvaluator
+
+        config = self.runner(message.body["agent"]).config
+        model = config.testing.judge_model or config.llm.model
+        evaluator = CallEvaluator(config, self.engine(config, model), judge_model=model)
+        started = time.monotonic()
+        criteria, data = evaluator.evaluate(self.store(), message.call_id)
+        log.info("call_evaluated call_id=%s seconds=%.1f", message.call_id, time.monotonic() - started)
+        yield self.reply(message, "call_evaluated", {"criteria": {c.criterion: c.result for c in criteria},
+                                                     "data": {d.field: d.value for d in data}})

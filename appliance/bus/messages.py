@@ -136,6 +136,11 @@ _define("handoff", DATA, {"reason": str, "summary": str, "collected": dict, "tra
 _define("agent_state", DATA, {"state": dict, "action": str, "kb_chunk_ids": list, "text": str},
         doc="The turn is over: the updated conversation state, and listen, end_call or transfer.")
 
+_define("evaluate_call", DATA, {"agent": str}, doc="Judge a finished call (its call_id) on the agent's evaluation "
+        "criteria and extract its data-collection fields, into the store; replies call_evaluated.")
+_define("call_evaluated", DATA, {"criteria": dict, "data": dict},
+        doc="Criterion id -> success/failure/unknown, field -> value, as written to the store.")
+
 # Call events, published for the store and the TUI; every one matters, so all are SYSTEM.
 _define("call_started", SYSTEM, {"caller": str, "callee": str, "agent": str}, event=True, doc="A call was answered.")
 _define("speech_start", SYSTEM, {"at_ns": int}, event=True, doc="The caller started speaking; at_ns is the first speech frame.")

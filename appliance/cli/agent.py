@@ -1,4 +1,5 @@
-"""`parley agent push | versions | show | diff`: save an agent folder as a version, list, read and compare.
+"""`parley agent push | versions | show | diff | gate`: save an agent folder as a version, list, read and
+compare versions, and decide whether one may go live.
 
 A version that lowers the bar (a criterion or a test removed, a threshold lowered) is saved only
 with `--reason`; `diff` lists such changes first, in red. Versions are named `vN`, `N` or `latest`.
@@ -47,6 +48,11 @@ def register(commands):
     comparing.add_argument("old", metavar="OLD", help="vN, N or latest")
     comparing.add_argument("new", metavar="NEW", help="vN, N or latest")
     comparing.set_defaults(run=run_diff)
+
+    gating = verbs.add_parser("gate", help="go-live gate: test pass rates and call criteria against the agent's bars")
+    gating.add_argument("agent", nargs="?", default=DEFAULT_AGENT, metavar="AGENT", help="default: acme")
+    gating.add_argument("version", metavar="VERSION", help="vN, N or latest")
+    gating.set_defaults(run=run_gate)
 
 
 def run_push(args):
@@ -113,6 +119,30 @@ def run_show(args):
         table.add_row(escape(path), str(len(text.splitlines())))
     console.print(table)
     return 0
+
+
+def run_gate(args):
+    from parley.appliance.agent.gate import gate
+
+    with open_store() as store:
+        verdict = gate(store, saved_version(store, args.agent, args.version))
+    console = Console(highlight=False)
+    table = Table(title=f"go-live gate: {args.agent} v{verdict.version}")
+    for column in ("bar", "threshold", "measured [95% CI]", "verdict"):
+        table.add_column(column)
+    colours = {"pass": "green", "fail": "red", "inconclusive": "yellow"}
+    for bar in verdict.bars:
+        more = ""
+        if bar.verdict == "inconclusive":
+            more = (f": about {bar.more_needed} more {bar.unit} at this rate would decide" if bar.more_needed
+                    else f": no number of {bar.unit} at this rate decides" if bar.total else f": no {bar.unit} yet")
+        table.add_row(escape(bar.name), f"{bar.threshold:.0%}", str(bar.rate),
+                      f"[{colours[bar.verdict]}]{bar.verdict}[/]{escape(more)}")
+    console.print(table)
+    for note in verdict.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}")
+    console.print(f"verdict: [bold {colours[verdict.verdict]}]{verdict.verdict}[/] (stored)")
+    return {"pass": 0, "fail": 1, "inconclusive": 3}[verdict.verdict]
 
 
 def run_diff(args):

@@ -43,13 +43,14 @@ def run(args):
         shop_db = placer.agent.tool_config["shop_db"]
         fresh_copy(None, shop_db)
         console.print(f"agent [bold]{placer.agent.name}[/] v{placer.version.number}, shop database reset at {escape(str(shop_db))}")
-        results, all_turns = [], []
+        results, all_turns, placed = [], [], []
         for call in CALLS:
             if args.only and call.name != args.only:
                 continue
             console.rule(f"call: {call.name} — {call.description}")
             caller = ScriptedCaller(call.lines, placer.line_rate)
             session, audio = placer.place(caller)
+            placed.append((call, session))
             agent_wav, conversation_wav = audio.write(settings.var_dir / "demo", call.name)
             print_conversation(console, session)
             print_latency(console, session.turns)
@@ -59,6 +60,7 @@ def run(args):
             results.append((call, reached, why))
             console.print(f"audio: {escape(str(agent_wav))} (agent), {escape(str(conversation_wav))} (both sides)")
             console.print(("[green]goal reached[/]: " if reached else "[bold red]goal missed[/]: ") + escape(why))
+        evaluate(console, placer, placed)
     finally:
         services.stop()
     console.rule("summary")
@@ -66,6 +68,24 @@ def run(args):
     for call, reached, why in results:
         console.print(f"{'[green]✓' if reached else '[bold red]✗'}[/] {call.name}: {escape(why)}")
     return 0 if results and all(reached for _, reached, _ in results) else 1
+
+
+def evaluate(console, placer, placed):
+    """Judge each call on the agent's criteria and extract its data, now that the calls are over."""
+    from parley.appliance.bus import BusError
+
+    console.rule("after the calls: evaluation criteria and collected data (judged by the evaluator worker)")
+    for call, session in placed:
+        with console.status(f"judging {call.name}"):
+            try:
+                evaluated = placer.evaluate(session.call_id)
+            except BusError as exc:
+                console.print(f"[yellow]{call.name}: not evaluated[/] ({escape(str(exc))})")
+                continue
+        colours = {"success": "green", "failure": "red", "unknown": "yellow"}
+        criteria = ", ".join(f"{name} [{colours[result]}]{result}[/]" for name, result in evaluated["criteria"].items())
+        data = ", ".join(f"{name}={value!r}" for name, value in evaluated["data"].items() if value is not None)
+        console.print(f"{call.name}: {criteria}; data: {escape(data) or 'none'}")
 
 
 def print_conversation(console, session):

@@ -9,12 +9,15 @@ from pathlib import Path
 from parley.appliance.agent.config import load_agent
 from parley.appliance.agent.versions import current_version
 from parley.appliance.agent.worker import agent_variables
+from parley.appliance.bus import BusClient, Sequencer
 from parley.appliance.media.call_session import CallSession
 from parley.appliance.media.file_channel import run_call
 from parley.appliance.store import Store
 from parley.core.silero import SileroVad
 
 SILERO = ("silero-vad", "silero_vad.onnx")
+EVALUATION_TIMEOUT_S = 600.0
+"""Longest wait for the evaluator: it runs at the lowest priority, after the calls."""
 
 
 class CallPlacer:
@@ -42,3 +45,15 @@ class CallPlacer:
         session = self.session(channel=channel, caller=caller)
         audio = run_call(session, caller_source, realtime=realtime, max_seconds=max_seconds)
         return session, audio
+
+    def evaluate(self, call_id):
+        """Have the evaluator judge the finished call (criteria, data collection, into the store);
+        its ``call_evaluated`` body: criterion -> result, field -> value."""
+        client = BusClient(self.services.endpoints.clients, name=f"evaluate-{call_id[:8]}")
+        try:
+            request = Sequencer().make("evaluate_call", {"agent": str(self.agent_folder)}, call_id=call_id)
+            [reply] = [r for r in client.request("evaluator", request, timeout=EVALUATION_TIMEOUT_S)
+                       if r.type == "call_evaluated"]
+            return reply.body
+        finally:
+            client.close()

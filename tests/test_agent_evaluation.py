@@ -1,0 +1,76 @@
+"""After a call: criteria judged on the stored transcript and data fields extracted and checked,
+with the scripted model standing in for the judge (the real one: tests/test_voice_loop.py)."""
+
+import pytest
+
+from parley.appliance.agent.config import DataField, load_agent
+from parley.appliance.agent.evaluation import CallEvaluator, call_transcript, check_value
+from parley.appliance.demo import ACME_DIR
+from parley.appliance.store import Store
+from scripted_model import ScriptedModel
+
+
+@pytest.fixture
+def stored_call(tmp_path):
+    store = Store.open(tmp_path / "parley.db")
+    version = store.save_agent_version("acme", {"files": {}}, author="t", message="m")
+    call_id = store.start_call(version.id, "test").id
+    store.append_turn(call_id, "agent", "Thanks for calling Acme.")
+    store.append_turn(call_id, "caller", "Refund the kettle on order 4512.")
+    answer = store.append_turn(call_id, "agent", "Just to confirm: 49.99 dollars on order 4512?")
+    store.record_tool_call(answer.id, "lookup_order", {"order_id": "4512"}, "ok", result={"refundable": 64.97},
+                           started_ns=1, ended_ns=2)
+    store.append_turn(call_id, "caller", "Yes.")
+    store.append_turn(call_id, "agent", "Done.")
+    yield store, call_id
+    store.close()
+
+
+def verdict(v, turn):
+    return {"rationale": f"{v} because of line {turn}", "verdict": v, "turn": turn}
+
+
+def test_each_criterion_is_judged_and_stored_with_the_turn_it_hinges_on(stored_call, tmp_path):
+    store, call_id = stored_call
+    acme = load_agent(ACME_DIR, variables={"var": str(tmp_path)})
+    model = ScriptedModel(verdict("pass", 6), verdict("fail", 3), "not json",
+                          {"order_id": "4512", "request": "refund the kettle", "caller_sentiment": "calm",
+                           "refund_amount": "49.99"})
+    criteria, data = CallEvaluator(acme, model, judge_model="llm-test").evaluate(store, call_id)
+    assert [(c.criterion, c.result, c.turn) for c in criteria] == [
+        ("resolved", "success", 4), ("no_invented_facts", "failure", 2), ("confirmed_before_acting", "unknown", None)]
+    assert "did not parse" in criteria[2].rationale
+    stored = store.db.execute("SELECT criterion, result, turn, judge_model FROM call_evaluations ORDER BY id").fetchall()
+    assert stored == [("resolved", "success", 4, "llm-test"), ("no_invented_facts", "failure", 2, "llm-test"),
+                      ("confirmed_before_acting", "unknown", None, "llm-test")]
+    values = {d.field: (d.value, d.valid) for d in data}
+    assert values["order_id"] == ("4512", True) and values["caller_sentiment"] == ("calm", True)
+    assert values["refund_amount"] == ("49.99", False), "a number field holding text is stored as invalid"
+    assert "Transcript:" in model.prompts[0] and "lookup_order" in model.prompts[0]
+
+
+def test_a_second_evaluation_replaces_the_first(stored_call, tmp_path):
+    store, call_id = stored_call
+    acme = load_agent(ACME_DIR, variables={"var": str(tmp_path)})
+    for v in ("fail", "pass"):
+        model = ScriptedModel(verdict(v, 1), verdict(v, 1), verdict(v, 1), {"order_id": None, "request": None,
+                                                                             "caller_sentiment": None, "refund_amount": None})
+        CallEvaluator(acme, model, judge_model="m").evaluate(store, call_id)
+    results = store.db.execute("SELECT DISTINCT result FROM call_evaluations").fetchall()
+    assert results == [("success",)] and store.db.execute("SELECT count(*) FROM call_data").fetchone() == (4,)
+
+
+def test_the_transcript_numbers_map_back_to_turn_positions(stored_call):
+    store, call_id = stored_call
+    lines, positions = call_transcript(store, call_id)
+    assert lines[2].startswith("agent calls lookup_order") and positions == [0, 1, 2, 2, 3, 4]
+
+
+@pytest.mark.parametrize("field, value, valid", [
+    (DataField("n", "number", "d"), 49.99, True), (DataField("n", "number", "d"), True, False),
+    (DataField("i", "integer", "d"), 3.5, False), (DataField("b", "boolean", "d"), False, True),
+    (DataField("e", "enum", "d", ("calm", "angry")), "angry", True), (DataField("e", "enum", "d", ("calm",)), "sad", False),
+    (DataField("s", "string", "d"), " ", False), (DataField("s", "string", "d"), None, True),
+])
+def test_collected_values_are_checked_against_their_type(field, value, valid):
+    assert check_value(field, value).valid is valid
