@@ -56,3 +56,47 @@ class MissingModel(Worker):
 
     def setup(self):
         raise FileNotFoundError(f"models/asr.onnx is not fetched (pid {os.getpid()}): run `parley models fetch`")
+
+
+class ToneVoice(Worker):
+    """A TTS worker that speaks every text as a 440 Hz tone of 20 ms per character, at the rate asked."""
+
+    service = "tts"
+
+    def handle(self, message, audio):
+        import numpy as np
+
+        rate = message.body.get("sample_rate", 8000)
+        samples = rate * len(message.body["text"]) // 50
+        tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(samples) / rate) * 32767).astype("<i2")
+        yield self.reply(message, "tts_audio", {"sample_rate": rate, "offset_samples": 0}, audio=tone.tobytes())
+        yield self.reply(message, "tts_done", {"samples": samples})
+
+
+class FixedTranscript(Worker):
+    """An STT worker that hears every turn as the same question."""
+
+    service = "stt"
+
+    def handle(self, message, audio):
+        yield self.reply(message, "stt_final", {"text": "Where is my order?"})
+
+
+class SlowAgent(Worker):
+    """An agent worker that greets at once and answers a caller only after ``PARLEY_TEST_AGENT_DELAY_S``."""
+
+    service = "agent"
+
+    def handle(self, message, audio):
+        state = message.body["state"]
+        if "text" not in message.body:
+            text = "Hello."
+        else:
+            self.cancelled.wait(float(os.environ.get("PARLEY_TEST_AGENT_DELAY_S", "0")))
+            text = "It has shipped."
+        yield self.reply(message, "llm_token", {"text": ""})
+        yield self.reply(message, "llm_sentence", {"text": text, "index": 0})
+        entries = [*state["entries"], *([{"role": "caller", "text": message.body["text"]}] if "text" in message.body else []),
+                   {"role": "agent", "text": text}]
+        yield self.reply(message, "agent_state", {"state": {**state, "entries": entries}, "action": "listen",
+                                                  "kb_chunk_ids": [], "text": text})

@@ -108,3 +108,13 @@ def test_quality_bars_and_testing_settings_are_read_and_checked(tmp_path):
     assert error_for(tmp_path, MINIMAL + "testing: {fixture: no_colon}\n").field_path == "testing.fixture"
     wrong = MINIMAL + "evaluation_criteria:\n  - {id: done, description: Done., threshold: high}\n"
     assert error_for(tmp_path, wrong).field_path == "evaluation_criteria[0].threshold"
+
+
+def test_turn_eagerness_presets_the_endpointer_and_turn_taking_overrides_it(tmp_path):
+    eager = load_agent(write_agent(tmp_path, MINIMAL + "conversation: {eagerness: eager}\n"))
+    patient = load_agent(write_agent(tmp_path, MINIMAL + "conversation: {eagerness: patient}\n"
+                                                         "turn_taking: {hangover_ms: 1500}\n"))
+    assert eager.endpointer.hangover_ms < load_agent(write_agent(tmp_path, MINIMAL)).endpointer.hangover_ms
+    assert patient.endpointer.hangover_ms == 1500 and patient.endpointer.min_speech_ms == 250
+    assert error_for(tmp_path, MINIMAL + "conversation: {eagerness: hasty}\n").field_path == "conversation.eagerness"
+    assert error_for(tmp_path, MINIMAL + "conversation: {max_call_s: 1}\n").field_path == "conversation.max_call_s"

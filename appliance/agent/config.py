@@ -88,6 +88,35 @@ class Tool:
     left in silence while the call is written and run; not shown to the model."""
 
 
+EAGERNESS = {
+    "patient": {"min_speech_ms": 250, "hangover_ms": 1100, "short_silence_ms": 300},
+    "normal": {},
+    "eager": {"min_speech_ms": 150, "hangover_ms": 450, "short_silence_ms": 150},
+}
+"""Turn eagerness presets over the endpointer's defaults: how long the agent waits before it
+decides the caller has finished. ``turn_taking`` values in the agent file apply on top."""
+
+
+@dataclass(frozen=True)
+class ConversationSettings:
+    """Conversation flow, as hosted voice-agent platforms let their users set it."""
+
+    eagerness: str = "normal"
+    """patient, normal or eager: a preset of the endpointer's timings (EAGERNESS)."""
+    soft_timeout_ms: int = 1500
+    """When the reply's first sentence is not ready this long after the caller's turn ended, the
+    filler is played (on a CPU box this hides the LLM's first-token time); 0 turns it off."""
+    soft_timeout_filler: str = "One moment."
+    silence_timeout_s: float = 12.0
+    """Caller silence (the agent done speaking) after which the silence prompt is played; 0 turns it off."""
+    silence_prompt: str = "Are you still there?"
+    silence_prompts: int = 1
+    """Prompts before the call is ended politely (with the agent's goodbye)."""
+    max_call_s: float = 900.0
+    """Longest call; at the limit the time-limit message is played and the call ends."""
+    time_limit_message: str = "I'm sorry, we have reached the time limit for this call. Please call again. Goodbye."
+
+
 @dataclass(frozen=True)
 class KnowledgeSettings:
     folder: str = "kb"
@@ -179,6 +208,7 @@ class AgentConfig:
     data_collection: tuple[DataField, ...]
     quality: QualitySettings
     testing: TestingSettings
+    conversation: ConversationSettings
     goodbye: str
     transfer_message: str
     """Said before a hand-off to a person."""
@@ -269,8 +299,9 @@ class _Reader:
     def agent(self, raw, folder):
         known = ("name", "first_message", "prompt", "examples", "llm", "voice", "tools", "tool_config", "knowledge",
                  "turn_taking", "barge_in", "escalation", "evaluation_criteria", "data_collection", "quality",
-                 "testing", "goodbye", "transfer_message", "apology")
+                 "testing", "conversation", "goodbye", "transfer_message", "apology")
         raw = self.mapping(raw, "", known, required=("name", "first_message", "prompt"))
+        conversation = self.conversation(raw.get("conversation"))
         name = self.text(raw["name"], "name")
         if not TOOL_NAME.match(name):
             self.fail("name", f"{name!r} must be lower-case letters, digits and underscores, starting with a letter")
@@ -287,8 +318,7 @@ class _Reader:
             tools=self.tools(raw.get("tools")),
             tool_config=self.tool_config(raw.get("tool_config")),
             knowledge=self.settings(KnowledgeSettings, raw.get("knowledge"), "knowledge", {"chunks_per_turn": (int, 0, 10)}),
-            endpointer=self.settings(EndpointerSettings, raw.get("turn_taking"), "turn_taking",
-                                     {f.name: (int, 0, 600_000) for f in dataclasses.fields(EndpointerSettings)}),
+            endpointer=self.endpointer(raw.get("turn_taking"), conversation.eagerness),
             barge_in=self.settings(BargeInSettings, raw.get("barge_in"), "barge_in",
                                    {f.name: (int if f.type in (int, "int") else float, 0, 10_000)
                                     for f in dataclasses.fields(BargeInSettings)}),
@@ -298,6 +328,7 @@ class _Reader:
             data_collection=self.data_fields(raw.get("data_collection")),
             quality=self.quality(raw.get("quality"), raw.get("evaluation_criteria")),
             testing=self.testing(raw.get("testing")),
+            conversation=conversation,
             goodbye=self.text(raw.get("goodbye", "Thank you for calling. Goodbye!"), "goodbye"),
             transfer_message=self.text(raw.get("transfer_message", "I'll pass you to a colleague who can help. "
                                                                    "Please hold for a moment."), "transfer_message"),
@@ -445,6 +476,22 @@ class _Reader:
                 self.fail("quality.completion_criterion", f"{completion!r} is not an evaluation criterion; known: {', '.join(known) or 'none'}")
             checked["completion_criterion"] = completion
         return QualitySettings(**checked)
+
+    def conversation(self, value):
+        value = self.mapping(value, "conversation", [f.name for f in dataclasses.fields(ConversationSettings)])
+        if "eagerness" in value and value["eagerness"] not in EAGERNESS:
+            self.fail("conversation.eagerness", f"must be one of {', '.join(EAGERNESS)}, not {value['eagerness']!r}")
+        limits = {"soft_timeout_ms": (int, 0, 10_000), "silence_timeout_s": (float, 0, 600),
+                  "silence_prompts": (int, 0, 5), "max_call_s": (float, 5, 86_400)}
+        return self.settings(ConversationSettings, value, "conversation", limits)
+
+    def endpointer(self, value, eagerness):
+        value = self.mapping(value, "turn_taking", [f.name for f in dataclasses.fields(EndpointerSettings)])
+        timings = {name: self.number(item, f"turn_taking.{name}", int, 0, 600_000) for name, item in value.items()}
+        try:
+            return EndpointerSettings(**{**EAGERNESS[eagerness], **timings})
+        except ValueError as exc:
+            self.fail("turn_taking", str(exc))
 
     def testing(self, value):
         value = self.mapping(value, "testing", [f.name for f in dataclasses.fields(TestingSettings)])

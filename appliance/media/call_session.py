@@ -45,6 +45,8 @@ class TurnRecord:
     kb_chunk_ids: tuple = ()
     action: str = "listen"
     error: str | None = None
+    filler: bool = False
+    """The soft-timeout filler played before the reply was ready."""
 
     @property
     def voice_to_voice_ms(self):
@@ -73,6 +75,10 @@ class _AgentTurn(threading.Thread):
         self.sentences = []
         """(text, start_sample, end_sample) at the line rate, in utterance order."""
         self.pushed = 0
+        self.filler_samples = 0
+        """Samples of the soft-timeout filler at the start of the utterance (0: none played)."""
+        self.lock = threading.Lock()
+        """Guards ``pushed`` and the audio queue order between the turn and the soft-timeout timer."""
         self.result_state = None
         self.handoff = None
 
@@ -90,11 +96,16 @@ class _AgentTurn(threading.Thread):
                     self.record.action = "nothing_heard"
                     return
                 body["text"] = text
+            timer = self._soft_timeout_timer()
             request = stamp.make("agent_turn", body, call_id=session.call_id, turn_id=self.index)
-            for reply in client.stream("agent", request, timeout=session.agent_timeout):
-                if self.cancelled.is_set():
-                    break
-                self._on_agent_reply(client, stamp, reply)
+            try:
+                for reply in client.stream("agent", request, timeout=session.agent_timeout):
+                    if self.cancelled.is_set():
+                        break
+                    self._on_agent_reply(client, stamp, reply)
+            finally:
+                if timer is not None:
+                    timer.cancel()
         except BusError as exc:
             if not self.cancelled.is_set():
                 self.record.error = f"{type(exc).__name__}: {exc}"
@@ -102,6 +113,28 @@ class _AgentTurn(threading.Thread):
         finally:
             client.close()
             self.finished.set()
+
+    def _soft_timeout_timer(self):
+        """Plays the filler if the reply's first sentence is not out ``soft_timeout_ms`` after the
+        caller's turn ended (the greeting and a call without the filler rendered get none)."""
+        session = self.session
+        timeout_ms = session.agent.conversation.soft_timeout_ms
+        if self.audio is None or not timeout_ms or "endpoint" not in self.record.spans:
+            return None
+        waited_ms = (time.monotonic_ns() - self.record.spans["endpoint"]) / 1e6
+        timer = threading.Timer(max(0.0, timeout_ms - waited_ms) / 1000, self._play_filler)
+        timer.daemon = True
+        timer.start()
+        return timer
+
+    def _play_filler(self):
+        filler = self.session.lines.get("filler")
+        with self.lock:
+            if filler is None or self.pushed or self.cancelled.is_set() or self.finished.is_set():
+                return
+            self.session.audio_out.put((self.utterance_id, filler))
+            self.pushed = self.filler_samples = filler.shape[0]
+            self.record.filler = True
 
     def _transcribe(self, client, stamp):
         pcm = (np.clip(self.audio, -1.0, 1.0) * 32767).astype("<i2").tobytes()
@@ -147,8 +180,11 @@ class _AgentTurn(threading.Thread):
                 continue
             samples = samples[max(0, skip):]
             received = reply.body["offset_samples"] + max(0, skip) + samples.shape[0]
-            session.audio_out.put((self.utterance_id, samples))
-            self.pushed += samples.shape[0]
+            with self.lock:
+                if not received - samples.shape[0]:
+                    start = self.pushed  # the filler may have gone out first
+                session.audio_out.put((self.utterance_id, samples))
+                self.pushed += samples.shape[0]
         self.sentences.append((text, start, self.pushed))
 
 
@@ -207,11 +243,16 @@ class CallSession:
         self._ticks = 0
         self._t0_ns = None
         self._control = BusClient(endpoints.clients, name=f"control-{self.call_id[:8]}")
-        self._apology = None
+        self.lines = {}
+        """Fixed lines rendered once at the call's rate: apology, filler, silence prompt, goodbye,
+        time limit; a line not rendered (TTS down) is simply not played."""
+        self._idle_frames = 0
+        self._silence_prompts = 0
+        self._fixed_utterance = 10_000
         self._recorder = _Recorder(store_path)
         self._recorder.start()
         self._recorder.submit(lambda store: store.start_call(agent_version_id, channel, caller=caller, call_id=self.call_id))
-        threading.Thread(target=self._render_apology, name="apology", daemon=True).start()
+        threading.Thread(target=self._render_lines, name="fixed-lines", daemon=True).start()
 
     # ---- the channel's side ----------------------------------------------------------------
     def start(self):
@@ -234,18 +275,61 @@ class CallSession:
             return None
         self._ticks += 1
         turn = self._turn
-        if turn is not None and self.loop.playout.current_utterance_id == turn.utterance_id:
+        if (turn is not None and self.loop.playout.current_utterance_id == turn.utterance_id
+                and self.loop.played_samples(turn.utterance_id) > turn.filler_samples):
             turn.record.spans.setdefault("playout_start", time.monotonic_ns())
         while (event := self.loop.next_event()) is not None:
             if isinstance(event, SpeechStarted):
                 self._speech_from = event.stt_from_sample
+                self._idle_frames = 0
             elif isinstance(event, BargeIn):
                 self._on_barge_in(event)
             elif isinstance(event, TurnEnded):
                 self._on_turn_ended(event)
         if turn is not None and turn is self._turn and turn.finished.is_set() and self._agent_quiet():
             self._finish_turn(turn)
+        self._watch_the_clock()
         return frame
+
+    def _watch_the_clock(self):
+        """The silence timeout (prompt, then a polite goodbye) and the call's time limit."""
+        if self.closed.is_set():
+            return
+        flow = self.agent.conversation
+        frame_ms = self.loop.settings.frame_ms
+        if self._ticks * frame_ms >= flow.max_call_s * 1000:
+            if self._turn is not None:
+                self._cancel(self._turn, "time limit")
+                self._turn = None
+            self._say_line("time_limit", flow.time_limit_message)
+            self._close("abandoned")
+            return
+        idle = self._turn is None and self._speech_from is None and self._agent_quiet()
+        self._idle_frames = self._idle_frames + 1 if idle else 0
+        if not flow.silence_timeout_s or self._idle_frames * frame_ms < flow.silence_timeout_s * 1000:
+            return
+        self._idle_frames = 0
+        if self._silence_prompts < flow.silence_prompts:
+            self._silence_prompts += 1
+            self._say_line("silence_prompt", flow.silence_prompt)
+        else:
+            self._say_line("goodbye", self.agent.goodbye)
+            self._close("abandoned")
+
+    def _say_line(self, name, text):
+        """Play a fixed line now and keep it in the conversation and the record as an agent turn."""
+        audio = self.lines.get(name)
+        if audio is not None:
+            self._fixed_utterance += 1
+            self._live_utterance = self._fixed_utterance
+            self.loop.play(audio, self.line_rate, self._fixed_utterance)
+        self._index += 1
+        record = TurnRecord(self._index, agent_text=text, action=name)
+        state = copy_state(self._state)
+        state["entries"].append({"role": "agent", "text": text})
+        self._state = state
+        self.turns.append(record)
+        self._recorder.submit(_turn_writer(self.call_id, record, False))
 
     @property
     def agent_speaking(self):
@@ -366,9 +450,10 @@ class CallSession:
     def _fail(self, turn):
         """A turn failed for good: apologise, hand the call to a person, keep everything."""
         self.turns.append(turn.record)
-        if self._apology is not None and not self.closed.is_set():
+        apology = self.lines.get("apology")
+        if apology is not None and not self.closed.is_set():
             self._live_utterance = turn.utterance_id + 1000
-            self.loop.play(self._apology, self.line_rate, self._live_utterance)
+            self.loop.play(apology, self.line_rate, self._live_utterance)
         state = copy_state(self._state)
         if turn.record.caller_text:
             state["entries"].append({"role": "caller", "text": turn.record.caller_text})
@@ -404,17 +489,36 @@ class CallSession:
     def _sample_ns(self, sample):
         return (self._t0_ns or time.monotonic_ns()) + round(sample * 1e9 / self.line_rate)
 
-    def _render_apology(self):
-        client = BusClient(self.endpoints.clients, name=f"apology-{self.call_id[:8]}")
+    def _render_lines(self):
+        flow = self.agent.conversation
+        texts = {"apology": self.agent.apology, "filler": flow.soft_timeout_filler, "silence_prompt": flow.silence_prompt,
+                 "goodbye": self.agent.goodbye, "time_limit": flow.time_limit_message}
+        client = BusClient(self.endpoints.clients, name=f"lines-{self.call_id[:8]}")
         try:
-            request = Sequencer().make("tts_request", {"text": self.agent.apology, "voice": self.voice,
-                                                       "sample_rate": self.line_rate}, call_id=self.call_id)
-            chunks = [np.frombuffer(r.audio, dtype="<i2") for r in client.request("tts", request) if r.type == "tts_audio"]
-            self._apology = (np.concatenate(chunks).astype(np.float32) / 32768.0) if chunks else None
+            for name, text in texts.items():
+                self.lines[name] = _rendered(client, self.voice, self.line_rate, text, self.call_id)
         except BusError as exc:
-            log.warning("apology_not_rendered call_id=%s error=%s", self.call_id, exc)
+            log.warning("fixed_lines_not_rendered call_id=%s error=%s", self.call_id, exc)
         finally:
             client.close()
+
+
+_RENDERED = {}
+"""(voice, rate, text) -> samples: a fixed line is synthesized once per appliance, not per call."""
+_RENDERED_LOCK = threading.Lock()
+
+
+def _rendered(client, voice, rate, text, call_id):
+    key = (voice, rate, text)
+    with _RENDERED_LOCK:
+        if key in _RENDERED:
+            return _RENDERED[key]
+    request = Sequencer().make("tts_request", {"text": text, "voice": voice, "sample_rate": rate}, call_id=call_id)
+    chunks = [np.frombuffer(r.audio, dtype="<i2") for r in client.request("tts", request) if r.type == "tts_audio"]
+    samples = (np.concatenate(chunks).astype(np.float32) / 32768.0) if chunks else None
+    with _RENDERED_LOCK:
+        _RENDERED[key] = samples
+    return samples
 
 
 def _turn_writer(call_id, record, has_caller, agent_text=None):

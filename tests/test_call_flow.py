@@ -1,0 +1,113 @@
+"""Conversation flow on a real call path: the real CallLoop (Silero VAD), real ZeroMQ, real worker
+processes — stand-ins for the models (a tone voice, a fixed transcript, an agent that takes its
+time), so the soft-timeout filler, the silence timeout and the time limit are timed exactly."""
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import fetched
+from parley.appliance.agent.config import load_agent
+from parley.appliance.bus import BusTiming, WorkerRouter, WorkerSpec
+from parley.appliance.bus.settings import BusEndpoints
+from parley.appliance.demo import ACME_DIR
+from parley.appliance.media.call_session import CallSession
+from parley.appliance.media.file_channel import read_wav, run_call
+from parley.appliance.store import Store
+from parley.core.silero import SileroVad
+
+pytestmark = pytest.mark.models
+RATE = 16000
+AGENT_DELAY_S = 3.0
+
+
+@pytest.fixture(scope="module")
+def router(tmp_path_factory):
+    path = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
+    env = {"PYTHONPATH": path, "PARLEY_TEST_AGENT_DELAY_S": str(AGENT_DELAY_S)}
+    run_dir = tmp_path_factory.mktemp("run")
+    router = WorkerRouter(BusEndpoints.ipc(run_dir), timing=BusTiming(request_timeout=20.0))
+    for service, target in (("tts", "ToneVoice"), ("stt", "FixedTranscript"), ("agent", "SlowAgent")):
+        router.supervise(WorkerSpec(service, f"bus_stand_ins:{target}", 1, env=env))
+    router.start()
+    yield router
+    router.stop()
+
+
+@pytest.fixture(scope="module")
+def silero(models_dir):
+    return SileroVad(fetched(models_dir, "silero-vad", "silero_vad.onnx"))
+
+
+@pytest.fixture(scope="module")
+def beckett(models_dir):
+    return read_wav(fetched(models_dir, "beckett", "beckett.wav"), RATE)[: RATE * 3]
+
+
+class QuietThenSpeaks:
+    """Silent while the greeting plays, then one real spoken line (beckett.wav), then silence."""
+
+    def __init__(self, line, after_s):
+        self.line, self.start = line, int(after_s * RATE)
+        self.frame = RATE // 50
+
+    @property
+    def done(self):
+        return False
+
+    def next_frame(self, session, sample):
+        frame = np.zeros(self.frame, np.float32)
+        offset = sample - self.start
+        if 0 <= offset < self.line.shape[0]:
+            part = self.line[offset:offset + self.frame]
+            frame[:part.shape[0]] = part
+        return frame
+
+
+def session_for(router, silero, tmp_path, **flow):
+    acme = load_agent(ACME_DIR, variables={"var": str(tmp_path)})
+    acme = replace(acme, conversation=replace(acme.conversation, **flow))
+    with Store.open(tmp_path / "parley.db") as store:
+        version = store.save_agent_version("acme", {"files": {}}, author="t", message="m")
+    return CallSession(agent=acme, agent_folder=ACME_DIR, agent_version_id=version.id, endpoints=router.endpoints,
+                       store_path=tmp_path / "parley.db", silero=silero, channel="test", line_rate=RATE)
+
+
+def test_a_slow_reply_is_preceded_by_the_filler_and_timed_from_the_real_answer(router, silero, beckett, tmp_path):
+    session = session_for(router, silero, tmp_path, soft_timeout_ms=1000, silence_timeout_s=0)
+    audio = run_call(session, QuietThenSpeaks(beckett, after_s=1.5), max_seconds=14)
+    answered = [t for t in session.turns if t.caller_text]
+    assert answered and answered[0].filler, "the filler was not played while the agent took 3 s"
+    turn = answered[0]
+    filler_at_ms = (turn.spans["endpoint"] - turn.spans["user_speech_end"]) / 1e6 + 1000
+    assert turn.voice_to_voice_ms > AGENT_DELAY_S * 1000 > filler_at_ms, "playout_start must be the answer, not the filler"
+    speech_end_s = (1.5 + beckett.shape[0] / RATE)
+    window = audio.agent[int((speech_end_s + 0.3) * RATE): int((speech_end_s + filler_at_ms / 1000 + 0.5) * RATE)]
+    assert np.max(np.abs(window)) > 0.1, "no filler audio in the second after the soft timeout"
+
+
+def test_no_filler_when_the_reply_comes_in_time(router, silero, beckett, tmp_path):
+    session = session_for(router, silero, tmp_path, soft_timeout_ms=6000, silence_timeout_s=0)
+    run_call(session, QuietThenSpeaks(beckett, after_s=1.5), max_seconds=12)
+    answered = [t for t in session.turns if t.caller_text]
+    assert answered and not answered[0].filler
+
+
+def test_a_silent_caller_is_prompted_then_the_call_ends_politely(router, silero, tmp_path):
+    session = session_for(router, silero, tmp_path, silence_timeout_s=2.0, silence_prompts=1)
+    run_call(session, QuietThenSpeaks(np.zeros(0, np.float32), after_s=0), max_seconds=20)
+    assert [t.action for t in session.turns][1:] == ["silence_prompt", "goodbye"]
+    assert session.outcome == "abandoned"
+    with Store.open(tmp_path / "parley.db") as store:
+        texts = [t.text for t in store.turns(session.call_id)]
+    assert texts[-2:] == [session.agent.conversation.silence_prompt, session.agent.goodbye]
+
+
+def test_the_time_limit_ends_the_call_with_its_message(router, silero, beckett, tmp_path):
+    session = session_for(router, silero, tmp_path, max_call_s=5.0, silence_timeout_s=0)
+    run_call(session, QuietThenSpeaks(beckett, after_s=1.5), max_seconds=15)
+    assert session.turns[-1].action == "time_limit" and session.outcome == "abandoned"
+    assert session.closed.is_set()
