@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from parley.appliance.agent.analysis import analyze
-from parley.appliance.agent.gate import gate, judge_bar
+from parley.appliance.agent.gate import gate, judge_bar, record_judge_check
 from parley.appliance.agent.testing.stats import wilson_interval
 from parley.appliance.agent.versions import agent_content
 from parley.appliance.cli import main
@@ -106,6 +106,7 @@ def judged_calls(store, version, criterion, successes, failures):
 def test_the_gate_fails_passes_or_says_how_many_more_runs_would_decide(store, version):
     raw = yaml.safe_load(version.content["files"]["agent.yaml"])
     thresholds = {c["id"]: c["threshold"] for c in raw["evaluation_criteria"]}
+    record_judge_check(store, "m", 34, 36, 0.89, "set")
     stored_run(store, version, 40, 0)
     for criterion in thresholds:
         judged_calls(store, version, criterion, 80, 0)  # 80/80 clears even the 95 % bar: its interval starts at 95.4 %
@@ -132,3 +133,19 @@ def test_a_version_without_evidence_is_inconclusive_and_says_what_to_run(store, 
 @pytest.mark.parametrize("passed, total, verdict", [(30, 30, "pass"), (0, 10, "fail"), (8, 10, "inconclusive")])
 def test_one_bar_is_judged_by_its_whole_interval(passed, total, verdict):
     assert judge_bar("b", 0.8, passed, total, "runs").verdict == verdict
+
+
+def test_criteria_judged_by_an_unproven_judge_are_advisory(store, version, capsys):
+    stored_run(store, version, 40, 0)
+    judged_calls(store, version, "resolved", 0, 40)
+    judged_calls(store, version, "no_invented_facts", 80, 0)
+    judged_calls(store, version, "confirmed_before_acting", 80, 0)
+    verdict = gate(store, version)
+    resolved = next(b for b in verdict.bars if "resolved" in b.name)
+    assert resolved.verdict == "fail" and resolved.advisory and verdict.verdict == "pass"
+    assert any("judge m has no judge check" in note for note in verdict.notes)
+    record_judge_check(store, "m", 19, 36, 0.06, "set")
+    assert any("kappa 0.06 < 0.6" in note for note in gate(store, version).notes)
+    record_judge_check(store, "m", 34, 36, 0.89, "set")
+    assert gate(store, version).verdict == "fail"
+    assert main(["agent", "gate", "v1"]) == 1

@@ -5,14 +5,14 @@ import argparse
 from rich.console import Console
 from rich.markup import escape
 
-from parley.appliance.cli import agent, analyze, call, calls, demo, doctor, metrics, models, test, voices
+from parley.appliance.cli import agent, analyze, call, calls, demo, doctor, judge_check, metrics, models, test, voices
 
 
 class UserError(Exception):
     """A problem the user can fix; printed as one message, no traceback."""
 
 
-NOUNS = (models, doctor, voices, demo, call, agent, test, analyze, calls, metrics)
+NOUNS = (models, doctor, voices, demo, call, agent, test, analyze, calls, metrics, judge_check)
 
 
 def build_parser():

@@ -136,8 +136,9 @@ def run_gate(args):
         if bar.verdict == "inconclusive":
             more = (f": about {bar.more_needed} more {bar.unit} at this rate would decide" if bar.more_needed
                     else f": no number of {bar.unit} at this rate decides" if bar.total else f": no {bar.unit} yet")
+        advisory = " [dim](advisory: judge not proven)[/]" if bar.advisory else ""
         table.add_row(escape(bar.name), f"{bar.threshold:.0%}", str(bar.rate),
-                      f"[{colours[bar.verdict]}]{bar.verdict}[/]{escape(more)}")
+                      f"[{colours[bar.verdict]}]{bar.verdict}[/]{escape(more)}{advisory}")
     console.print(table)
     for note in verdict.notes:
         console.print(f"[yellow]note:[/] {escape(note)}")
