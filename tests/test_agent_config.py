@@ -118,3 +118,9 @@ def test_turn_eagerness_presets_the_endpointer_and_turn_taking_overrides_it(tmp_
     assert patient.endpointer.hangover_ms == 1500 and patient.endpointer.min_speech_ms == 250
     assert error_for(tmp_path, MINIMAL + "conversation: {eagerness: hasty}\n").field_path == "conversation.eagerness"
     assert error_for(tmp_path, MINIMAL + "conversation: {max_call_s: 1}\n").field_path == "conversation.max_call_s"
+
+
+def test_a_criterion_check_must_be_a_known_one(tmp_path):
+    wrong = MINIMAL + "evaluation_criteria:\n  - {id: done, description: Done., check: vibes}\n"
+    assert error_for(tmp_path, wrong).field_path == "evaluation_criteria[0].check"
+    assert load_agent(ACME_DIR, variables={"var": "/v"}).evaluation_criteria[2].check == "side_effects_confirmed"

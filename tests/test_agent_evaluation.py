@@ -33,16 +33,16 @@ def verdict(v, turn):
 def test_each_criterion_is_judged_and_stored_with_the_turn_it_hinges_on(stored_call, tmp_path):
     store, call_id = stored_call
     acme = load_agent(ACME_DIR, variables={"var": str(tmp_path)})
-    model = ScriptedModel(verdict("pass", 6), verdict("fail", 3), "not json",
+    model = ScriptedModel(verdict("pass", 6), "not json",
                           {"order_id": "4512", "request": "refund the kettle", "caller_sentiment": "calm",
                            "refund_amount": "49.99"})
     criteria, data = CallEvaluator(acme, model, judge_model="llm-test").evaluate(store, call_id)
     assert [(c.criterion, c.result, c.turn) for c in criteria] == [
-        ("resolved", "success", 4), ("no_invented_facts", "failure", 2), ("confirmed_before_acting", "unknown", None)]
-    assert "did not parse" in criteria[2].rationale
+        ("resolved", "success", 4), ("no_invented_facts", "unknown", None), ("confirmed_before_acting", "success", None)]
+    assert "did not parse" in criteria[1].rationale and criteria[2].rationale == "no side-effecting tool ran"
     stored = store.db.execute("SELECT criterion, result, turn, judge_model FROM call_evaluations ORDER BY id").fetchall()
-    assert stored == [("resolved", "success", 4, "llm-test"), ("no_invented_facts", "failure", 2, "llm-test"),
-                      ("confirmed_before_acting", "unknown", None, "llm-test")]
+    assert stored == [("resolved", "success", 4, "llm-test"), ("no_invented_facts", "unknown", None, "llm-test"),
+                      ("confirmed_before_acting", "success", None, "deterministic")]
     values = {d.field: (d.value, d.valid) for d in data}
     assert values["order_id"] == ("4512", True) and values["caller_sentiment"] == ("calm", True)
     assert values["refund_amount"] == ("49.99", False), "a number field holding text is stored as invalid"
@@ -53,10 +53,10 @@ def test_a_second_evaluation_replaces_the_first(stored_call, tmp_path):
     store, call_id = stored_call
     acme = load_agent(ACME_DIR, variables={"var": str(tmp_path)})
     for v in ("fail", "pass"):
-        model = ScriptedModel(verdict(v, 1), verdict(v, 1), verdict(v, 1), {"order_id": None, "request": None,
-                                                                             "caller_sentiment": None, "refund_amount": None})
+        model = ScriptedModel(verdict(v, 1), verdict(v, 1), {"order_id": None, "request": None,
+                                                              "caller_sentiment": None, "refund_amount": None})
         CallEvaluator(acme, model, judge_model="m").evaluate(store, call_id)
-    results = store.db.execute("SELECT DISTINCT result FROM call_evaluations").fetchall()
+    results = store.db.execute("SELECT DISTINCT result FROM call_evaluations WHERE judge_model = 'm'").fetchall()
     assert results == [("success",)] and store.db.execute("SELECT count(*) FROM call_data").fetchone() == (4,)
 
 
@@ -74,3 +74,17 @@ def test_the_transcript_numbers_map_back_to_turn_positions(stored_call):
 ])
 def test_collected_values_are_checked_against_their_type(field, value, valid):
     assert check_value(field, value).valid is valid
+
+
+def test_a_refund_without_the_callers_yes_fails_the_deterministic_check_at_its_turn(stored_call, tmp_path):
+    store, call_id = stored_call
+    refund = store.append_turn(call_id, "agent", "I refunded it.")
+    store.record_tool_call(refund.id, "issue_refund", {"order_id": "4512", "amount": 49.99}, "ok", result={},
+                           confirmed=False, started_ns=1, ended_ns=2)
+    acme = load_agent(ACME_DIR, variables={"var": str(tmp_path)})
+    model = ScriptedModel(verdict("pass", 1), verdict("pass", 1), {"order_id": None, "request": None,
+                                                                  "caller_sentiment": None, "refund_amount": None})
+    criteria, _ = CallEvaluator(acme, model, judge_model="m").evaluate(store, call_id)
+    confirmed = criteria[2]
+    assert (confirmed.result, confirmed.turn) == ("failure", refund.position)
+    assert confirmed.rationale == "issue_refund ran without the caller's yes to its read-back"

@@ -137,6 +137,12 @@ class Criterion:
     description: str
     threshold: float | None = None
     """Share of recent calls that must be judged a success for the go-live gate (None: reported only)."""
+    check: str | None = None
+    """A deterministic check from the call record instead of the LLM judge (CRITERION_CHECKS)."""
+
+
+CRITERION_CHECKS = ("side_effects_confirmed",)
+"""``side_effects_confirmed``: every side-effecting tool that ran had the caller's yes to its read-back."""
 
 
 @dataclass(frozen=True)
@@ -459,10 +465,14 @@ class _Reader:
         return MappingProxyType(resolved)
 
     def criteria(self, value):
-        items = self.id_list(value, "evaluation_criteria", ("id", "description", "threshold"))
+        items = self.id_list(value, "evaluation_criteria", ("id", "description", "threshold", "check"))
+        for i, item in enumerate(items):
+            if item.get("check") is not None and item["check"] not in CRITERION_CHECKS:
+                self.fail(f"evaluation_criteria[{i}].check", f"must be one of {', '.join(CRITERION_CHECKS)}")
         return tuple(Criterion(item["id"], self.text(item["description"], f"evaluation_criteria[{i}].description"),
                                None if item.get("threshold") is None
-                               else self.number(item["threshold"], f"evaluation_criteria[{i}].threshold", float, 0.0, 1.0))
+                               else self.number(item["threshold"], f"evaluation_criteria[{i}].threshold", float, 0.0, 1.0),
+                               item.get("check"))
                      for i, item in enumerate(items))
 
     def quality(self, value, criteria):

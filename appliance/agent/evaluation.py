@@ -15,6 +15,8 @@ log = logging.getLogger("parley.agent.evaluation")
 
 RESULTS = {"pass": "success", "fail": "failure", "unknown": "unknown"}
 """The judge's verdicts as a criterion's results."""
+DETERMINISTIC = "deterministic"
+"""The judge_model stored for a criterion decided by a check of the record, not by a model."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,8 @@ class CallEvaluator:
     def evaluate(self, store, call_id):
         """Judge and extract, write the results (replacing earlier ones for this call); returns them."""
         lines, positions = call_transcript(store, call_id)
-        criteria = [self._criterion(c, lines, positions) for c in self.config.evaluation_criteria]
+        criteria = [self._checked(c, store, call_id) if c.check else self._criterion(c, lines, positions)
+                    for c in self.config.evaluation_criteria]
         data = self._data(lines) if self.config.data_collection else []
         now = utc_text()
         with store.transaction():
@@ -77,7 +80,8 @@ class CallEvaluator:
                        ON CONFLICT (call_id, criterion) DO UPDATE SET result = excluded.result,
                            rationale = excluded.rationale, turn = excluded.turn, judge_model = excluded.judge_model,
                            created_at = excluded.created_at""",
-                    [call_id, result.criterion, result.result, result.rationale, result.turn, self.judge_model, now])
+                    [call_id, result.criterion, result.result, result.rationale, result.turn,
+                     DETERMINISTIC if self._is_checked(result.criterion) else self.judge_model, now])
             for value in data:
                 store.db.execute(
                     """INSERT INTO call_data (call_id, field, value, valid, problem, created_at) VALUES (?, ?, ?, ?, ?, ?)
@@ -86,6 +90,22 @@ class CallEvaluator:
                     [call_id, value.field, None if value.value is None else json.dumps(value.value), int(value.valid),
                      value.problem, now])
         return criteria, data
+
+    def _is_checked(self, criterion_id):
+        return any(c.id == criterion_id and c.check for c in self.config.evaluation_criteria)
+
+    def _checked(self, criterion, store, call_id):
+        """``side_effects_confirmed`` from the tool calls the call session stored."""
+        side_effects = {t.name for t in self.config.tools if t.side_effects}
+        positions = {t.id: t.position for t in store.turns(call_id)}
+        ran = [c for c in store.tool_calls(call_id) if c.tool in side_effects and str(c.status) == "ok"]
+        unconfirmed = [c for c in ran if not c.confirmed]
+        if unconfirmed:
+            first = unconfirmed[0]
+            return CriterionResult(criterion.id, "failure", f"{first.tool} ran without the caller's yes to its read-back",
+                                   positions.get(first.turn_id))
+        return CriterionResult(criterion.id, "success", f"{len(ran)} side-effecting tool call(s), each confirmed by the "
+                                                        "caller" if ran else "no side-effecting tool ran", None)
 
     def _criterion(self, criterion, lines, positions):
         try:
