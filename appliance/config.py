@@ -6,7 +6,7 @@ environment (``PARLEY_HOME``, ``PARLEY_MODELS``, ``PARLEY_VAR``); defaults sit n
 
 import os
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, replace, fields
 from pathlib import Path
 
 SOURCE_ROOT = Path(__file__).resolve().parents[1]
@@ -47,6 +47,13 @@ class Settings:
         object.__setattr__(self, "var_dir", Path(os.environ.get("PARLEY_VAR") or self.var_dir or home / "var"))
         if self.bus_transport not in ("ipc", "tcp"):
             raise ConfigError(f"bus_transport must be 'ipc' or 'tcp', not {self.bus_transport!r}")
+
+    def with_var(self, var_dir):
+        """These settings with another var folder (its own store and sockets), whatever PARLEY_VAR says:
+        an audio agent test runs the workers on scratch data, never on the appliance's own."""
+        copy = replace(self)
+        object.__setattr__(copy, "var_dir", Path(var_dir))
+        return copy
 
     @property
     def run_dir(self):

@@ -3,8 +3,10 @@ runner's verdicts, mocks, the judge, storage, summaries and the comparison of tw
 
 import json
 import textwrap
+import time
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from parley.appliance.agent.config import load_agent
@@ -347,3 +349,36 @@ def test_the_stored_details_are_json(acme, tmp_path):
     outcome = runner_for(acme, call("issue_refund", order_id="4512", amount=49.99, reason="kettle")).run(
         one(tmp_path, REFUND_AFTER_LOOKUP), 1, seed=1)
     assert json.loads(json.dumps(outcome.details))["calls"][0][0] == "issue_refund"
+
+
+def test_an_audio_simulation_is_read_and_needs_the_workers(acme, tmp_path):
+    test = one(tmp_path, SIMULATION.replace("    max_turns: 4\n", "    max_turns: 4\n    mode: audio\n"))
+    assert test.mode == "audio"
+    outcome = runner_for(acme).run(test, 1, seed=1)
+    assert outcome.status == "error" and "needs the appliance's workers" in outcome.reasons[0]
+    with pytest.raises(TestFileError, match="mode must be text or audio"):
+        one(tmp_path, SIMULATION.replace("    max_turns: 4\n", "    max_turns: 4\n    mode: video\n"))
+    with pytest.raises(TestFileError, match="are for simulations"):
+        one(tmp_path, REFUND_AFTER_LOOKUP.replace("    tags: [tool_heavy]\n", "    tags: [tool_heavy]\n    mode: audio\n"))
+
+
+def test_the_simulated_caller_waits_for_the_agent_then_speaks_what_the_persona_wrote():
+    from types import SimpleNamespace
+
+    from parley.appliance.agent.testing.audio import SimulatedCaller
+
+    heard = []
+    caller = SimulatedCaller(lambda lines: heard.append(lines) or "Where is order 2208?", 8000, max_lines=1,
+                             pause_ms=100, speak=lambda text, rate: np.ones(800, np.float32))
+    closed = SimpleNamespace(is_set=lambda: False)
+    busy = SimpleNamespace(agent_speaking=True, closed=closed, turns=[])
+    assert all(np.max(caller.next_frame(busy, 0)) < 0.01 for _ in range(20)), "spoke over the agent"
+    quiet = SimpleNamespace(agent_speaking=False, closed=closed, turns=[])
+    frames = []
+    for _ in range(400):  # the persona writes in a thread: frames go on meanwhile (a ms apart here)
+        frames.append(caller.next_frame(quiet, 0))
+        if caller.done:
+            break
+        time.sleep(0.001)
+    assert any(np.max(f) > 0.9 for f in frames) and caller.said == ["Where is order 2208?"] and caller.done
+    assert heard == [[]]

@@ -45,6 +45,14 @@ def appliance(tmp_path_factory, models_dir):
 
 
 @pytest.fixture(scope="module")
+def engine(appliance, models_dir):
+    """The agent's LLM in this process, for agent tests beside the workers' own copy."""
+    from parley.appliance.agent.llm import LlamaEngine, find_model_file
+
+    return LlamaEngine(find_model_file(models_dir, appliance.agent.llm.model))
+
+
+@pytest.fixture(scope="module")
 def recognizer(models_dir):
     return Recognizer.from_dir(models_dir / "whisper-tiny.en", RecognizerSettings(num_threads=2))
 
@@ -118,26 +126,43 @@ def test_a_killed_speech_worker_is_restarted_and_the_call_goes_on(appliance, ser
         assert spoken_after_greeting and spoken_after_greeting[0].text, "the call went silent"
 
 
-def test_a_finished_call_is_judged_and_becomes_a_test_that_runs(appliance, models_dir, tmp_path):
-    from parley.appliance.agent.llm import LlamaEngine, find_model_file
+def test_a_failed_call_is_pointed_at_judged_and_becomes_a_test_that_runs(appliance, engine, tmp_path):
+    from parley.appliance.agent.analysis import analyze
     from parley.appliance.agent.testing.from_call import test_from_call
     from parley.appliance.agent.testing.runner import TestRunner
     from parley.appliance.agent.testing.suite import load_tests
 
-    lines = (CallerLine("What is the status of order two two oh eight?"),)
+    lines = (CallerLine("What is the status of order one one one one?"),)  # no such order: the lookup fails
     session, _ = appliance.place(ScriptedCaller(lines, appliance.line_rate), max_seconds=90)
+    with store_of(appliance) as store:
+        failed = [t for t in store.tool_calls(session.call_id) if t.status != "ok"]
+        assert failed, "the lookup of a missing order did not fail"
+        positions = {t.id: t.position for t in store.turns(session.call_id)}
+        went_wrong = analyze(store, session.call_id).went_wrong
+    assert (went_wrong.kind, went_wrong.turn) == ("tool_error", positions[failed[0].turn_id])
     evaluated = appliance.evaluate(session.call_id)
     assert set(evaluated["criteria"]) == {"resolved", "no_invented_facts", "confirmed_before_acting"}
     assert set(evaluated["criteria"].values()) <= {"success", "failure", "unknown"}
     with store_of(appliance) as store:
         stored = store.db.execute("SELECT criterion, rationale FROM call_evaluations WHERE call_id = ?",
                                   [session.call_id]).fetchall()
-        answer = next(t for t in store.turns(session.call_id) if t.role == "agent" and t.position > 0)
-        (tmp_path / "from-call.yaml").write_text(test_from_call(store, session.call_id, answer.position))
+        (tmp_path / "from-call.yaml").write_text(test_from_call(store, session.call_id, went_wrong.turn))
     assert len(stored) == 3 and all(rationale for _, rationale in stored)
     [test] = load_tests([tmp_path / "from-call.yaml"])
     assert test.kind == "next_turn" and test.history[-1][0] == "caller"
-    engine = LlamaEngine(find_model_file(models_dir, appliance.agent.llm.model))
     outcome = TestRunner(appliance.agent, engine).run(test, 1, seed=1)
     assert outcome.status in ("passed", "failed"), outcome.reasons
     assert outcome.details["judged"]["judge"]["rationale"]
+
+
+def test_an_audio_simulation_talks_to_the_agent_through_the_whole_voice_path(appliance, engine):
+    from parley.appliance.agent.testing.runner import TestRunner
+    from parley.appliance.agent.testing.suite import load_tests
+
+    [test] = [t for t in load_tests([ACME_DIR / "tests"]) if t.mode == "audio"]
+    outcome = TestRunner(appliance.agent, engine, placer=appliance).run(test, 1, seed=1)
+    assert outcome.status in ("passed", "failed"), outcome.reasons
+    heard = [line for line in outcome.details["transcript"] if line.startswith("caller: ")]
+    assert outcome.details["caller_said"] and heard, "the simulated caller was not heard through STT"
+    with store_of(appliance) as store:
+        assert store.call(outcome.details["call_id"]).channel == "test"

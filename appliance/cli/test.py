@@ -71,6 +71,7 @@ class Suite:
         self.console = Console()
         self.store = None
         self.engines = {}
+        self.services = None
 
     def __enter__(self):
         from parley.appliance.agent.testing.session import scratch_variables
@@ -80,8 +81,21 @@ class Suite:
         return self
 
     def __exit__(self, *exc):
+        if self.services is not None:
+            self.services.stop()
         self.store.close()
         shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def placer(self, agent):
+        """The appliance's workers on scratch data, for audio simulations (started once)."""
+        from parley.appliance.media.placer import CallPlacer
+        from parley.appliance.services import ServicePlan, Services
+
+        if self.services is None:
+            with self.console.status("starting the STT, TTS and agent workers for the audio simulations"):
+                self.services = Services(ServicePlan(str(agent.folder)),
+                                         settings=self.settings.with_var(self.scratch / "appliance")).start()
+        return CallPlacer(self.services, agent.folder)
 
     def agent(self, version_ref):
         from parley.appliance.agent.config import load_agent
@@ -131,7 +145,8 @@ class Suite:
         engine = self.engine(agent.config.llm.model)
         judge_model = agent.config.testing.judge_model
         judge = Judge(self.engine(judge_model)) if judge_model else None
-        runner = TestRunner(agent.config, engine, judge=judge)
+        placer = self.placer(agent) if any(t.mode == "audio" for t in tests) else None
+        runner = TestRunner(agent.config, engine, judge=judge, placer=placer)
         total = sum(runs_for(t, agent, self.args.runs) for t in tests)
         started = time.monotonic()
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

@@ -15,6 +15,7 @@ import sqlite3
 import time
 import uuid
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 from parley.appliance.agent import governance
 from parley.appliance.agent.conversation import new_state, record_interruption, transcript
@@ -81,9 +82,11 @@ class TestRunner:
 
     __test__ = False
 
-    def __init__(self, config, engine, *, judge=None, knowledge=None):
+    def __init__(self, config, engine, *, judge=None, knowledge=None, placer=None):
+        """``placer`` (media.placer.CallPlacer over running workers) is needed by audio simulations only."""
         self.config = config
         self.engine = engine
+        self.placer = placer
         self.judge = judge or Judge(engine)
         self.agent = AgentRunner(config, engine, knowledge=knowledge)
         self.real_handlers = dict(self.agent.handlers)
@@ -100,7 +103,9 @@ class TestRunner:
             self.engine.seed = seed
             unmocked = []
             self.agent.handlers = self._handlers(test.mocks, unmocked)
-            if test.kind == "simulation":
+            if test.kind == "simulation" and test.mode == "audio":
+                reasons = self._audio_simulation(test, details)
+            elif test.kind == "simulation":
                 reasons = self._simulation(test, seed, details)
             else:
                 reasons = self._next_turn(test, details)
@@ -238,7 +243,7 @@ class TestRunner:
         *_, greeting = self.agent.start(call_id)
         state, tool_runs, handoffs, ended_by = greeting.state, [], [], "max_turns"
         for turn_number in range(test.max_turns):
-            said = self._simulated_caller(test.persona, state)
+            said = self._simulated_caller(test.persona, conversation_lines(state))
             before = len(state["entries"])
             turn = self._gather(list(self.agent.respond(state, said, call_id=call_id)), before + 1)
             state = turn.result.state
@@ -253,9 +258,32 @@ class TestRunner:
         details.update(transcript=lines, ended_by=ended_by,
                        tool_runs=[[r.name, r.arguments, r.status, r.confirmed] for r in tool_runs],
                        handoff=dataclasses.asdict(handoffs[0]) if handoffs else None)
-        return self._check_outcome(test.expect, lines, tool_runs, handoffs, details)
+        return self._check_outcome(test.expect, lines, tool_runs, handoffs, details, self.config.tool_config)
 
-    def _simulated_caller(self, persona, state):
+    def _audio_simulation(self, test, details):
+        """The simulated caller's words spoken by espeak-ng into a real call: the call loop, STT, the
+        agent worker and TTS as a caller meets them; the outcome read back from the store."""
+        from parley.appliance.agent.evaluation import call_transcript
+        from parley.appliance.agent.testing.audio import SimulatedCaller
+        from parley.appliance.store import Store
+
+        placer = self.placer
+        if placer is None:
+            raise RuntimeError("an audio simulation needs the appliance's workers: run it with `parley test`")
+        if self.fixture is not None:
+            self.fixture(placer.agent.tool_config)
+        caller = SimulatedCaller(lambda lines: self._simulated_caller(test.persona, lines), placer.line_rate,
+                                 max_lines=test.max_turns)
+        session, _ = placer.place(caller, channel="test", max_seconds=60.0 + 30.0 * test.max_turns)
+        with Store.open(placer.settings.db_path) as store:
+            lines, _ = call_transcript(store, session.call_id)
+            tool_runs = [SimpleNamespace(name=c.tool, status=str(c.status)) for c in store.tool_calls(session.call_id)]
+            handoffs = store.handoffs(session.call_id)
+        details.update(transcript=lines, call_id=session.call_id, ended_by=session.outcome or "max_turns",
+                       caller_said=caller.said, tool_runs=[[r.name, r.status] for r in tool_runs])
+        return self._check_outcome(test.expect, lines, tool_runs, handoffs, details, placer.agent.tool_config)
+
+    def _simulated_caller(self, persona, lines):
         """The simulated caller's next words: the conversation is shown as a transcript (a small
         model given the agent's lines as chat turns starts answering as the agent)."""
         behaviours = " ".join(BEHAVIOUR_TEXT[b] for b in persona.behaviours)
@@ -264,18 +292,12 @@ class TestRunner:
                   "Write only the caller's next words: one or two short spoken sentences that move the caller "
                   "towards the goal, answering what the agent just asked. Never speak as the agent. Say numbers digit "
                   "by digit. Once the goal is met, thank the agent and say goodbye.")
-        lines = []
-        for entry in state["entries"]:
-            if entry["role"] == "agent":
-                lines.append("agent: " + (entry["heard"] if entry.get("interrupted") else entry["text"]))
-            elif entry["role"] == "caller":
-                lines.append("caller: " + entry["text"])
         user = "Conversation so far:\n" + "\n".join(lines) + "\n\nThe caller's next words, as JSON {\"text\": ...}:"
         reply = "".join(self.engine.stream(chatml([("system", system), ("user", user)]), grammar=self.caller_grammar,
                                            max_tokens=100, temperature=SIMULATED_CALLER_TEMPERATURE))
         return json.loads(reply)["text"].strip() or "Hello?"
 
-    def _check_outcome(self, expect, lines, tool_runs, handoffs, details):
+    def _check_outcome(self, expect, lines, tool_runs, handoffs, details, tool_config):
         reasons = []
         ran = {r.name for r in tool_runs if r.status == "ok"}
         reasons += [f"{name} never ran" for name in expect.tools_called if name not in ran]
@@ -289,19 +311,10 @@ class TestRunner:
                 continue
             reasons += self._judged(criteria[criterion_id].description, lines, details, criterion_id)
         for check in expect.database:
-            reasons += self._database_problem(check)
+            reasons += database_problem(check, tool_config)
         if expect.judge:
             reasons += self._judged(expect.judge, lines, details, "judge")
         return reasons
-
-    def _database_problem(self, check):
-        if check.database not in self.config.tool_config:
-            return [f"database {check.database!r} is not a tool_config entry"]
-        path = self.config.tool_config[check.database]
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-            row = conn.execute(check.sql).fetchone()
-        value = None if row is None else row[0]
-        return [] if same_value(value, check.equals) else [f"{check.sql!r} gave {value!r}, expected {check.equals!r}"]
 
     # ---- mocks ---------------------------------------------------------------------------------
     def _handlers(self, mocks, unmocked):
@@ -327,6 +340,26 @@ def _mock(name, real, canned, unmatched, unmocked):
     handler.__signature__ = inspect.signature(real)  # the real tool's arguments are still checked
     handler.__qualname__ = f"mock of {getattr(real, '__qualname__', name)}"
     return handler
+
+
+def database_problem(check, tool_config):
+    if check.database not in tool_config:
+        return [f"database {check.database!r} is not a tool_config entry"]
+    with sqlite3.connect(f"file:{tool_config[check.database]}?mode=ro", uri=True) as conn:
+        row = conn.execute(check.sql).fetchone()
+    value = None if row is None else row[0]
+    return [] if same_value(value, check.equals) else [f"{check.sql!r} gave {value!r}, expected {check.equals!r}"]
+
+
+def conversation_lines(state):
+    """What was said, as the simulated caller reads it: ``agent: ...`` and ``caller: ...`` lines."""
+    lines = []
+    for entry in state["entries"]:
+        if entry["role"] == "agent":
+            lines.append("agent: " + (entry["heard"] if entry.get("interrupted") else entry["text"]))
+        elif entry["role"] == "caller":
+            lines.append("caller: " + entry["text"])
+    return lines
 
 
 def same_value(actual, expected):

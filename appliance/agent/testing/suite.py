@@ -19,7 +19,8 @@ A file holds ``tests:``, a list of tests. Every test has an ``id`` (unique in th
           name: issue_refund
           arguments: {order_id: {exact: "4512"}, amount: {exact: 49.99}}   # or anything, {regex}, {judge}
 
-A ``simulation`` has instead ``caller`` (persona, goal, behaviours), ``max_turns`` and ``expect``
+A ``simulation`` has instead ``caller`` (persona, goal, behaviours), ``max_turns``, ``mode``
+(``text``, or ``audio`` through the whole voice path) and ``expect``
 with ``criteria`` (ids judged a success), ``tools_called``, ``tools_not_called``, ``handoff``
 (true/false) and ``database`` (SQL over a tool_config database, with the value it must give).
 """
@@ -115,6 +116,9 @@ class AgentTest:
     """(role, payload) steps: ("caller", text), ("agent", text), ("tool", {name, arguments, result?})."""
     persona: Persona | None = None
     max_turns: int = 8
+    mode: str = "text"
+    """A simulation's path: ``text`` (the orchestrator alone, fast) or ``audio`` (espeak-ng speech
+    through the call loop, STT, the agent worker and TTS, as a caller meets them)."""
     runs: int | None = None
     mocks: ToolMocks = field(default_factory=ToolMocks)
     description: str = ""
@@ -212,7 +216,8 @@ class _Reader:
     def test(self, node):
         if not isinstance(node, dict):
             self.fail(node, "each test is a mapping with id, kind, tags and expect")
-        fields = ("id", "kind", "description", "tags", "runs", "history", "caller", "max_turns", "expect", "mock_tools")
+        fields = ("id", "kind", "description", "tags", "runs", "history", "caller", "max_turns", "mode", "expect",
+                  "mock_tools")
         self.known(node, fields, "a test")
         test_id = self.text(node, node.get("id"), "id")
         where = f"test {test_id!r}"
@@ -240,10 +245,15 @@ class _Reader:
             max_turns = node.get("max_turns", 8)
             if isinstance(max_turns, bool) or not isinstance(max_turns, int) or not 1 <= max_turns <= 40:
                 self.fail(node, f"{where}: max_turns must be an integer from 1 to 40")
+            mode = node.get("mode", "text")
+            if mode not in ("text", "audio"):
+                self.fail(node, f"{where}: mode must be text or audio, not {mode!r}")
+            if mode == "audio" and node.get("mock_tools") is not None:
+                self.fail(node, f"{where}: an audio simulation runs the agent worker's real tools; mock_tools is for text")
             return AgentTest(**common, persona=self.persona(node.get("caller"), node, where), max_turns=max_turns,
-                             expect=self.simulation_expect(expect, where))
-        if node.get("caller") is not None:
-            self.fail(node, f"{where}: `caller` (a persona) is for simulations; a {kind} test has a history")
+                             mode=mode, expect=self.simulation_expect(expect, where))
+        if node.get("caller") is not None or node.get("mode") is not None:
+            self.fail(node, f"{where}: `caller` and `mode` are for simulations; a {kind} test has a history")
         history = self.history(node.get("history"), node, where)
         expectations = self.turn_expect(expect, where)
         if kind == "tool_call" and not expectations.tools:
