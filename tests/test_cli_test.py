@@ -91,7 +91,7 @@ def test_compare_shows_a_broken_prompt_as_a_significant_regression(appliance, mo
     capsys.readouterr()
     assert main(["test", str(appliance), "--compare", "v1", "v2"]) == 1
     out = capsys.readouterr().out
-    assert "v2 has no stored test run: running its suite now" in out
+    assert "v2 has no stored test run made this way: running its suite now" in out
     taxi = next(line for line in out.splitlines() if line.startswith("│ taxi"))
     assert "100%" in taxi and "0% [0%, 32%] (0/8)" in taxi and "regression" in taxi
 

@@ -12,6 +12,7 @@ misses the agent's quality bars (or, with --compare, when a regression is signif
 
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -37,6 +38,9 @@ def register(commands):
     parser.add_argument("--tag", help="run only tests with this tag")
     parser.add_argument("--file", action="append", type=Path, metavar="PATH",
                         help="read tests from this file or folder instead of the agent's tests/ (repeatable)")
+    parser.add_argument("--temperature", type=float, metavar="T",
+                        help="sample the agent at T instead of its own temperature (each run its own seed): a "
+                             "greedy agent's runs are copies of one reply; sampling probes how robust it is")
     parser.add_argument("--compare", nargs=2, metavar=("vA", "vB"),
                         help="compare the pass rates of two versions (their latest stored runs; run now if none)")
     parser.add_argument("--turn", type=int, help="with from-call: the agent turn to test (its position, from 0)")
@@ -126,18 +130,25 @@ class Suite:
         report(self.console, agent, summary, run_id, seconds)
         return 0 if summary.verdict == "passed" else 1
 
+    def tests(self, agent):
+        from parley.appliance.agent.testing.session import tests_of
+        from parley.appliance.cli import UserError
+
+        try:
+            return tests_of(agent, self.args.file or (), only=self.args.only, tag=self.args.tag)
+        except LookupError as exc:
+            raise UserError(str(exc)) from None
+
     def run(self, version_ref):
         from parley.appliance.agent.testing.judge import Judge
         from parley.appliance.agent.testing.runner import TestRunner
-        from parley.appliance.agent.testing.session import run_suite, runs_for, tests_of
+        from parley.appliance.agent.testing.session import run_suite, runs_for
 
         agent = self.agent(version_ref)
-        try:
-            tests = tests_of(agent, self.args.file or (), only=self.args.only, tag=self.args.tag)
-        except LookupError as exc:
-            from parley.appliance.cli import UserError
-
-            raise UserError(str(exc)) from None
+        if self.args.temperature is not None:
+            llm = replace(agent.config.llm, temperature=self.args.temperature)
+            agent.config = replace(agent.config, llm=llm)
+        tests = self.tests(agent)
         if not tests:
             from parley.appliance.cli import UserError
 
@@ -160,7 +171,8 @@ class Suite:
                 progress.advance(task)
 
             run_id, summary = run_suite(self.store, agent, runner, tests, runs=self.args.runs, progress=advance,
-                                        settings={"model": agent.config.llm.model, "judge": judge_model})
+                                        settings={"model": agent.config.llm.model, "judge": judge_model,
+                                                  "temperature": agent.config.llm.temperature})
         filtered = self.args.only or self.args.tag
         if mostly_happy(tests) and not filtered:
             self.console.print("[yellow]warning:[/] most of this suite is happy paths; add refusals, pivots, "
@@ -201,9 +213,12 @@ def compare_versions(folder, args):
         stored = []
         for ref in args.compare:
             agent = suite.agent(ref)
-            run_id = results.latest_run(suite.store, agent.version)
+            tests = [t.id for t in suite.tests(agent)]
+            temperature = args.temperature if args.temperature is not None else agent.config.llm.temperature
+            run_id = results.latest_run(suite.store, agent.version,
+                                        like={"runs": args.runs, "temperature": temperature, "tests": tests})
             if run_id is None:
-                suite.console.print(f"v{agent.version.number} has no stored test run: running its suite now")
+                suite.console.print(f"v{agent.version.number} has no stored test run made this way: running its suite now")
                 _, run_id, _, _ = suite.run(ref)
             stored.append((agent.version.number, run_id, results.results(suite.store, run_id)))
         (a_number, a_run, a), (b_number, b_run, b) = stored

@@ -56,10 +56,18 @@ def results(store, run_id):
     return [StoredResult(r[0], r[1], tuple(json.loads(r[2])), r[3], r[4], tuple(json.loads(r[5])), r[6]) for r in rows]
 
 
-def latest_run(store, version):
-    """The id of the most recent test run of ``version`` (finished or not), or None."""
-    row = store.db.execute("SELECT max(id) FROM test_runs WHERE agent_version_id = ?", [version.id]).fetchone()
-    return row[0]
+def latest_run(store, version, *, like=None):
+    """The id of the most recent finished test run of ``version``, or None. With ``like`` (a
+    settings dict: runs, temperature, tests), only a run made the same way counts: a comparison
+    of two versions must not set a sampled run against a greedy one, or a subset against all."""
+    rows = store.db.execute("SELECT id, settings FROM test_runs WHERE agent_version_id = ? AND ended_at IS NOT NULL "
+                            "ORDER BY id DESC", [version.id]).fetchall()
+    for run_id, settings in rows:
+        settings = json.loads(settings)
+        if like is None or (all(settings.get(k) == like.get(k) for k in ("runs", "temperature"))
+                            and set(like.get("tests", ())) <= set(settings.get("tests", ()))):
+            return run_id
+    return None
 
 
 @dataclass(frozen=True)
