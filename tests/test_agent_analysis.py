@@ -7,10 +7,10 @@ import json
 import pytest
 import yaml
 
-from parley.appliance.agent.analysis import analyze
-from parley.appliance.agent.gate import gate, judge_bar, record_judge_check
-from parley.appliance.agent.testing.stats import wilson_interval
-from parley.appliance.agent.versions import agent_content
+from parley.appliance.platform.analysis import analyze
+from parley.appliance.platform.gate import gate, judge_bar, record_judge_check
+from parley.appliance.platform.testing.stats import wilson_interval
+from parley.appliance.platform.versions import agent_content
 from parley.appliance.cli import main
 from parley.appliance.config import load_settings
 from parley.appliance.demo import ACME_DIR
@@ -88,8 +88,8 @@ def test_the_analyze_command_marks_the_turn_and_prints_the_test_command(store, v
 
 
 def stored_run(store, version, passed, failed):
-    run_id = store.db.execute("INSERT INTO test_runs (agent_version_id, started_at, settings) VALUES (?, 'x', '{}') "
-                              "RETURNING id", [version.id]).fetchone()[0]
+    run_id = store.db.execute("INSERT INTO test_runs (agent_version_id, started_at, ended_at, verdict, settings) "
+                              "VALUES (?, 'x', 'y', 'passed', '{}') RETURNING id", [version.id]).fetchone()[0]
     for i, status in enumerate(["passed"] * passed + ["failed"] * failed):
         store.db.execute("INSERT INTO test_results (test_run_id, test_id, kind, tags, source, run, seed, status, reasons, "
                          "details, seconds, created_at) VALUES (?, ?, 'next_turn', '[]', 's', 1, 1, ?, '[]', '{}', 1, 'x')",

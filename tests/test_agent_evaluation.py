@@ -4,7 +4,7 @@ with the scripted model standing in for the judge (the real one: tests/test_voic
 import pytest
 
 from parley.appliance.agent.config import DataField, load_agent
-from parley.appliance.agent.evaluation import CallEvaluator, call_transcript, check_value
+from parley.appliance.platform.evaluation import CallEvaluator, call_transcript, check_value
 from parley.appliance.demo import ACME_DIR
 from parley.appliance.store import Store
 from scripted_model import ScriptedModel

@@ -2,7 +2,7 @@
 
 import pytest
 
-from parley.appliance.agent.testing.stats import Rate, cohens_kappa, fisher_exact, runs_to_decide, wilson_interval
+from parley.appliance.platform.testing.stats import Rate, cohens_kappa, fisher_exact, runs_to_decide, wilson_interval
 
 
 @pytest.mark.parametrize(("passed", "total", "low", "high"), [

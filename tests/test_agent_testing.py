@@ -11,11 +11,11 @@ import pytest
 
 from parley.appliance.agent.config import load_agent
 from parley.appliance.agent.kb import KnowledgeBase
-from parley.appliance.agent.testing import results
-from parley.appliance.agent.testing.runner import TestRunner, same_value
-from parley.appliance.agent.testing.session import AgentUnderTest, run_suite
-from parley.appliance.agent.testing.suite import TestFileError, load_tests, mostly_happy, tag_coverage
-from parley.appliance.agent.versions import current_version
+from parley.appliance.platform.testing import results
+from parley.appliance.platform.testing.runner import TestRunner, same_value
+from parley.appliance.platform.testing.session import AgentUnderTest, run_suite
+from parley.appliance.platform.testing.suite import TestFileError, load_tests, mostly_happy, tag_coverage
+from parley.appliance.platform.versions import current_version
 from parley.appliance.demo import ACME_DIR
 from parley.appliance.demo.shop import refunds_for
 from parley.appliance.store import Store
@@ -365,7 +365,7 @@ def test_an_audio_simulation_is_read_and_needs_the_workers(acme, tmp_path):
 def test_the_simulated_caller_waits_for_the_agent_then_speaks_what_the_persona_wrote():
     from types import SimpleNamespace
 
-    from parley.appliance.agent.testing.audio import SimulatedCaller
+    from parley.appliance.platform.testing.audio import SimulatedCaller
 
     heard = []
     caller = SimulatedCaller(lambda lines: heard.append(lines) or "Where is order 2208?", 8000, max_lines=1,

@@ -5,8 +5,8 @@ import pytest
 
 from conftest import fetched
 from parley.appliance.agent.config import load_agent
-from parley.appliance.agent.testing.runner import TestRunner
-from parley.appliance.agent.testing.suite import load_tests
+from parley.appliance.platform.testing.runner import TestRunner
+from parley.appliance.platform.testing.suite import load_tests
 from parley.appliance.demo import ACME_DIR
 
 pytestmark = [pytest.mark.models, pytest.mark.slow]

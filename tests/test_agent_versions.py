@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 from parley.appliance.agent.config import AgentFileError
-from parley.appliance.agent.testing.suite import TestFileError
-from parley.appliance.agent.versions import (
+from parley.appliance.platform.testing.suite import TestFileError
+from parley.appliance.platform.versions import (
     BarLoweredError,
     ChangeKind,
     UnknownVersionError,

@@ -7,7 +7,7 @@ import textwrap
 import pytest
 import yaml
 
-from parley.appliance.agent.versions import push
+from parley.appliance.platform.versions import push
 from parley.appliance.cli import main
 from parley.appliance.cli import test as test_command
 from parley.appliance.config import load_settings

@@ -11,8 +11,8 @@ import pytest
 
 from parley.appliance.agent.config import load_agent
 from parley.appliance.agent.llm import find_model_file
-from parley.appliance.agent.testing.judge import Judge
-from parley.appliance.agent.testing.judge_check import (
+from parley.appliance.platform.testing.judge import Judge
+from parley.appliance.platform.testing.judge_check import (
     JUDGE_SET,
     JudgeSetError,
     LabelledTranscript,

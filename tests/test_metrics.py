@@ -7,8 +7,8 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import pytest
 
 from parley.appliance import cli
-from parley.appliance.agent.metrics import agent_metrics, completion_criteria, find_calls, nearest_rank
-from parley.appliance.agent.testing.stats import Rate
+from parley.appliance.platform.metrics import agent_metrics, completion_criteria, find_calls, nearest_rank
+from parley.appliance.platform.testing.stats import Rate
 from parley.appliance.cli import calls as calls_command
 from parley.appliance.cli import metrics as metrics_command
 from parley.appliance.config import load_settings

@@ -127,10 +127,10 @@ def test_a_killed_speech_worker_is_restarted_and_the_call_goes_on(appliance, ser
 
 
 def test_a_failed_call_is_pointed_at_judged_and_becomes_a_test_that_runs(appliance, engine, tmp_path):
-    from parley.appliance.agent.analysis import analyze
-    from parley.appliance.agent.testing.from_call import test_from_call
-    from parley.appliance.agent.testing.runner import TestRunner
-    from parley.appliance.agent.testing.suite import load_tests
+    from parley.appliance.platform.analysis import analyze
+    from parley.appliance.platform.testing.from_call import test_from_call
+    from parley.appliance.platform.testing.runner import TestRunner
+    from parley.appliance.platform.testing.suite import load_tests
 
     lines = (CallerLine("What is the status of order one one one one?"),)  # no such order: the lookup fails
     session, _ = appliance.place(ScriptedCaller(lines, appliance.line_rate), max_seconds=90)
@@ -156,8 +156,8 @@ def test_a_failed_call_is_pointed_at_judged_and_becomes_a_test_that_runs(applian
 
 
 def test_an_audio_simulation_talks_to_the_agent_through_the_whole_voice_path(appliance, engine):
-    from parley.appliance.agent.testing.runner import TestRunner
-    from parley.appliance.agent.testing.suite import load_tests
+    from parley.appliance.platform.testing.runner import TestRunner
+    from parley.appliance.platform.testing.suite import load_tests
 
     [test] = [t for t in load_tests([ACME_DIR / "tests"]) if t.mode == "audio"]
     outcome = TestRunner(appliance.agent, engine, placer=appliance).run(test, 1, seed=1)

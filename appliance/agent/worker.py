@@ -137,7 +137,7 @@ class EvaluatorWorker(AgentWorker):
         self._store = None
 
     def handle(self, message, audio):
-        from parley.appliance.agent.evaluation import CallEvaluator
+        from parley.appliance.platform.evaluation import CallEvaluator
 
         config = self.runner(message.body["agent"]).config
         model = config.testing.judge_model or config.llm.model

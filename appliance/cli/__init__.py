@@ -40,7 +40,7 @@ def main(argv=None):
 
 def _user_errors():
     from parley.appliance.agent.config import AgentFileError
-    from parley.appliance.agent.testing.suite import TestFileError
+    from parley.appliance.platform.testing.suite import TestFileError
     from parley.appliance.config import ConfigError
     from parley.appliance.media.file_channel import CallerAudioError
     from parley.appliance.media.local_audio import LocalAudioError

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from parley.appliance.agent.versions import BarLoweredError, ChangeKind, diff, find_version, push
+from parley.appliance.platform.versions import BarLoweredError, ChangeKind, diff, find_version, push
 from parley.appliance.config import load_settings
 from parley.appliance.demo import ACME_DIR
 from parley.appliance.store import Store
@@ -122,7 +122,7 @@ def run_show(args):
 
 
 def run_gate(args):
-    from parley.appliance.agent.gate import gate
+    from parley.appliance.platform.gate import gate
 
     with open_store() as store:
         verdict = gate(store, saved_version(store, args.agent, args.version))

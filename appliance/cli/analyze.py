@@ -21,7 +21,7 @@ def register(commands):
 
 
 def run(args):
-    from parley.appliance.agent.analysis import analyze
+    from parley.appliance.platform.analysis import analyze
     from parley.appliance.cli import UserError
 
     with Store.open(load_settings().db_path) as store:

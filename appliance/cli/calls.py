@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from parley.appliance.agent.metrics import JUDGEMENTS, agent_file, find_calls
+from parley.appliance.platform.metrics import JUDGEMENTS, agent_file, find_calls
 from parley.appliance.cli.agent import DEFAULT_AGENT, open_store, saved_version, saved_versions
 
 DEFAULT_LIMIT = 50

@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from parley.appliance.agent.testing.judge_check import ERROR, JUDGE_SET, JudgeSetError, check, load_judge_set
+from parley.appliance.platform.testing.judge_check import ERROR, JUDGE_SET, JudgeSetError, check, load_judge_set
 from parley.appliance.config import load_settings
 
 
@@ -54,7 +54,7 @@ def run(args):
         agreement = judge_with(console, name, engine, items)
         report(console, name, agreement)
         if args.limit is None:
-            from parley.appliance.agent.gate import record_judge_check
+            from parley.appliance.platform.gate import record_judge_check
             from parley.appliance.store import Store
 
             with Store.open(settings.db_path) as store:
@@ -78,7 +78,7 @@ def model_files(models_dir, names):
 
 
 def judge_with(console, name, engine, items):
-    from parley.appliance.agent.testing.judge import Judge
+    from parley.appliance.platform.testing.judge import Judge
 
     judge = Judge(engine)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

@@ -4,7 +4,7 @@
 
 AGENT is a saved agent's name (default `acme`). Rates show their 95 % Wilson interval and count;
 `–` marks a figure with nothing to measure. Only ended calls are measured; the definitions are in
-parley.appliance.agent.metrics.
+parley.appliance.platform.metrics.
 """
 
 from datetime import datetime
@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from parley.appliance.agent.metrics import agent_metrics
+from parley.appliance.platform.metrics import agent_metrics
 from parley.appliance.cli.agent import DEFAULT_AGENT, open_store, saved_version, saved_versions
 
 NOTHING = "–"

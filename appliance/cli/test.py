@@ -20,8 +20,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from parley.appliance.agent.testing import results
-from parley.appliance.agent.testing.suite import mostly_happy, tag_coverage
+from parley.appliance.platform.testing import results
+from parley.appliance.platform.testing.suite import mostly_happy, tag_coverage
 from parley.appliance.config import load_settings
 from parley.appliance.demo import ACME_DIR
 from parley.appliance.store import Store
@@ -78,7 +78,7 @@ class Suite:
         self.services = None
 
     def __enter__(self):
-        from parley.appliance.agent.testing.session import scratch_variables
+        from parley.appliance.platform.testing.session import scratch_variables
 
         self.store = Store.open(self.settings.db_path)
         self.variables, self.scratch = scratch_variables(self.settings)
@@ -103,8 +103,8 @@ class Suite:
 
     def agent(self, version_ref):
         from parley.appliance.agent.config import load_agent
-        from parley.appliance.agent.testing.session import agent_under_test
-        from parley.appliance.agent.versions import find_version
+        from parley.appliance.platform.testing.session import agent_under_test
+        from parley.appliance.platform.versions import find_version
 
         version = None
         if version_ref is not None:
@@ -131,7 +131,7 @@ class Suite:
         return 0 if summary.verdict == "passed" else 1
 
     def tests(self, agent):
-        from parley.appliance.agent.testing.session import tests_of
+        from parley.appliance.platform.testing.session import tests_of
         from parley.appliance.cli import UserError
 
         try:
@@ -140,9 +140,9 @@ class Suite:
             raise UserError(str(exc)) from None
 
     def run(self, version_ref):
-        from parley.appliance.agent.testing.judge import Judge
-        from parley.appliance.agent.testing.runner import TestRunner
-        from parley.appliance.agent.testing.session import run_suite, runs_for
+        from parley.appliance.platform.testing.judge import Judge
+        from parley.appliance.platform.testing.runner import TestRunner
+        from parley.appliance.platform.testing.session import run_suite, runs_for
 
         agent = self.agent(version_ref)
         if self.args.temperature is not None:
@@ -238,7 +238,7 @@ def compare_versions(folder, args):
 
 
 def write_from_call(call_id, turn, out):
-    from parley.appliance.agent.testing.from_call import FromCallError, test_from_call
+    from parley.appliance.platform.testing.from_call import FromCallError, test_from_call
     from parley.appliance.cli import UserError
 
     with Store.open(load_settings().db_path) as store:

@@ -7,7 +7,7 @@ model for the call loop's VAD, the bus endpoints, the store path.
 from pathlib import Path
 
 from parley.appliance.agent.config import load_agent
-from parley.appliance.agent.versions import current_version
+from parley.appliance.platform.versions import current_version
 from parley.appliance.agent.worker import agent_variables
 from parley.appliance.bus import BusClient, Sequencer
 from parley.appliance.media.call_session import CallSession

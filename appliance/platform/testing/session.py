@@ -7,9 +7,9 @@ from pathlib import Path
 
 from parley.appliance.agent.config import load_agent
 from parley.appliance.agent.llm import all_tools
-from parley.appliance.agent.testing import results
-from parley.appliance.agent.testing.suite import load_tests
-from parley.appliance.agent.versions import current_version
+from parley.appliance.platform.testing import results
+from parley.appliance.platform.testing.suite import load_tests
+from parley.appliance.platform.versions import current_version
 
 
 @dataclass

@@ -21,7 +21,7 @@ from parley.appliance.agent import governance
 from parley.appliance.agent.conversation import new_state, record_interruption, transcript
 from parley.appliance.agent.llm import chatml
 from parley.appliance.agent.orchestrator import AgentRunner, Handoff, Sentence, ToolRun, TurnResult
-from parley.appliance.agent.testing.judge import Judge
+from parley.appliance.platform.testing.judge import Judge
 from parley.appliance.agent.tools import ToolContext, ToolError, call_tool, load_handler
 
 log = logging.getLogger(__name__)
@@ -263,8 +263,8 @@ class TestRunner:
     def _audio_simulation(self, test, details):
         """The simulated caller's words spoken by espeak-ng into a real call: the call loop, STT, the
         agent worker and TTS as a caller meets them; the outcome read back from the store."""
-        from parley.appliance.agent.evaluation import call_transcript
-        from parley.appliance.agent.testing.audio import SimulatedCaller
+        from parley.appliance.platform.evaluation import call_transcript
+        from parley.appliance.platform.testing.audio import SimulatedCaller
         from parley.appliance.store import Store
 
         placer = self.placer

@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, replace
 
 import yaml
 
-from parley.appliance.agent.testing import results
-from parley.appliance.agent.testing.stats import Rate, runs_to_decide
+from parley.appliance.platform.testing import results
+from parley.appliance.platform.testing.stats import Rate, runs_to_decide
 from parley.appliance.store.timestamps import utc_text
 
 RECENT_CALLS = 200
@@ -113,7 +113,7 @@ def record_judge_check(store, model, agreed, items, kappa, set_sha256):
 def judge_trusted(store, model, notes):
     """Whether ``model``'s latest judge check reached the kappa bar; says why not in ``notes``.
     A deterministic check of the record needs no judge check."""
-    from parley.appliance.agent.evaluation import DETERMINISTIC
+    from parley.appliance.platform.evaluation import DETERMINISTIC
 
     if model == DETERMINISTIC:
         return True

@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass
 
 from parley.appliance.agent.llm import chatml
-from parley.appliance.agent.testing.judge import Judge, JudgeReplyError
+from parley.appliance.platform.testing.judge import Judge, JudgeReplyError
 from parley.appliance.store.timestamps import utc_text
 
 log = logging.getLogger("parley.agent.evaluation")

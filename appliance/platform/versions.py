@@ -130,7 +130,7 @@ def push(store, folder, message, *, author=None, reason=None):
     with it (and ignored when the bar is not lowered).
     """
     from parley.appliance.agent.llm import all_tools
-    from parley.appliance.agent.testing.suite import load_tests
+    from parley.appliance.platform.testing.suite import load_tests
 
     folder = Path(folder)
     config = load_agent(folder, variables=agent_variables(load_settings()))

@@ -32,7 +32,7 @@ from statistics import fmean
 import yaml
 
 from parley.appliance.agent.config import AGENT_FILE
-from parley.appliance.agent.testing.stats import Rate
+from parley.appliance.platform.testing.stats import Rate
 from parley.appliance.store.timestamps import from_utc_text
 
 JUDGEMENTS = ("success", "failure", "unknown")

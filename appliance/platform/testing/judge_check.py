@@ -17,8 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from parley.appliance.agent.testing.judge import JudgeReplyError
-from parley.appliance.agent.testing.stats import Rate, cohens_kappa
+from parley.appliance.platform.testing.judge import JudgeReplyError
+from parley.appliance.platform.testing.stats import Rate, cohens_kappa
 from parley.appliance.demo import ACME_DIR
 
 JUDGE_SET = ACME_DIR / "judge_set.yaml"

@@ -8,7 +8,7 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-from parley.appliance.agent.testing.stats import Rate, fisher_exact
+from parley.appliance.platform.testing.stats import Rate, fisher_exact
 from parley.appliance.store.timestamps import utc_text
 
 SIGNIFICANCE = 0.05
