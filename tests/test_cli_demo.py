@@ -1,0 +1,36 @@
+"""`parley demo`'s after-call evaluation printout (the calls themselves: tests/test_voice_loop.py)."""
+
+from types import SimpleNamespace
+
+from rich.console import Console
+
+from parley.appliance.bus import BusError
+from parley.appliance.cli.demo import evaluate
+
+
+class Placer:
+    def __init__(self, fail=False):
+        self.fail = fail
+
+    def evaluate(self, call_id):
+        if self.fail:
+            raise BusError("no evaluator")
+        return {"criteria": {"resolved": "success", "no_invented_facts": "failure"},
+                "data": {"order_id": "4512", "refund_amount": None}}
+
+
+def printed(placer):
+    console = Console(record=True, width=200)
+    call = SimpleNamespace(name="refund")
+    evaluate(console, placer, [(call, SimpleNamespace(call_id="c-1"))])
+    return console.export_text()
+
+
+def test_each_call_is_shown_with_its_criteria_and_the_data_collected():
+    out = printed(Placer())
+    assert "refund: resolved success, no_invented_facts failure; data: order_id='4512'" in out
+    assert "refund_amount" not in out
+
+
+def test_an_evaluator_that_fails_is_reported_not_fatal():
+    assert "refund: not evaluated" in printed(Placer(fail=True))
