@@ -25,6 +25,7 @@ with ``criteria`` (ids judged a success), ``tools_called``, ``tools_not_called``
 (true/false) and ``database`` (SQL over a tool_config database, with the value it must give).
 """
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -301,8 +302,6 @@ class _Reader:
             tools=tuple(self.tool_expectation(t, node, where) for t in tools))
 
     def patterns(self, node, value):
-        import re
-
         patterns = self.texts(node, value, "expect.regex")
         for pattern in patterns:
             try:
