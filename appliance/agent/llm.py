@@ -161,8 +161,8 @@ def _argument_summary(parameters):
 SYSTEM_TOOL_PARAMETERS = {
     "end_call": ("End the call once the caller has what they need and has said goodbye.",
                  {"type": "object", "properties": {}, "additionalProperties": False}),
-    "transfer_to_human": ("Hand the caller to a human colleague: the caller is angry, asks for a person, "
-                          "or needs something outside your scope.",
+    "transfer_to_human": ("Hand the caller to a human colleague, when the agent's escalation rules say so "
+                          "(the agent file's escalation section decides when, not this description).",
                           {"type": "object", "properties": {"reason": {"type": "string", "minLength": 3}},
                            "required": ["reason"], "additionalProperties": False}),
     "skip_turn": ("Say nothing this turn: the caller is still thinking or said only \"hm\" or \"one moment\".",
