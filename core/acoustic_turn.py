@@ -15,7 +15,9 @@ Input, as the model was trained (pipecat-ai/smart-turn ``train.py``) and as Pipe
 ``LocalSmartTurnAnalyzerV3`` feeds it: the last 8 s at 16 kHz, left-padded with zeros when
 shorter, normalised to zero mean and unit variance over the whole padded window (variance
 epsilon 1e-7), then Whisper's log-mel ``[80, 800]``. The output named ``logits`` is already a
-sigmoid probability of "complete" (Pipecat thresholds it at 0.5 directly).
+sigmoid probability of "complete" (the graph ends in a Sigmoid; Pipecat thresholds it at 0.5).
+``tests/test_acoustic_turn.py`` pins figures from transformers' ``WhisperFeatureExtractor`` run
+that way; ours matched every feature to 1e-5.
 """
 
 import logging
@@ -54,10 +56,11 @@ class AcousticTurnSettings:
 
     threshold: float = 0.5
     """p(complete) at or above which a verdict says "complete": the model's own decision point.
-    On our probe turns (scripts/acoustic_turn_probe.py: 25 turns x 5 line variants) the model
-    ranks finished above unfinished only weakly (AUC 0.6) and no threshold does better: at 0.5 it
-    passes 67 % of finished turns and 53 % of unfinished ones, at 0.9 42 % and 30 %. Set it from
-    an eot-bench style sweep together with the endpointer's timing, not from this default."""
+    On our probe turns (scripts/acoustic_turn_probe.py, clean: 11 finished, 14 cut mid-sentence)
+    it ranks finished above unfinished with AUC 0.80: at 0.5 it passes 9/11 finished and 4/14
+    unfinished, at 0.9 4/11 and 2/14. On the evaluation set's recorded turns AUC is 0.61-0.69, on
+    its TTS turns 0.34-0.47 (scripts/evaluate_turn_taking.py --acoustic-only). Set it from an
+    eot-bench style sweep together with the endpointer's timing, not from this default."""
     action_delay_ms: int = 200
     """Silence the VAD must see before the endpointer asks for a verdict: scoring while the
     caller is still talking wastes compute and the model was trained on audio that ends in a pause."""
@@ -84,6 +87,30 @@ class AcousticTurnSettings:
     @property
     def min_audio_samples(self):
         return self.min_audio_ms * SAMPLE_RATE // 1000
+
+
+def smart_turn_features(audio_16k, log_mel, out=None):
+    """Smart Turn's input ``[80, 800]`` for 16 kHz float audio, as the reference pipeline makes it.
+
+    The last 8 s, left-padded with zeros, normalised over the whole padded window, then
+    ``log_mel`` (a ``LogMelSpectrogram``): what smart-turn's ``inference.py`` gets from
+    ``truncate_audio_to_last_n_seconds`` and ``WhisperFeatureExtractor(chunk_length=8)``.
+    """
+    audio = np.asarray(audio_16k)
+    if audio.ndim != 1 or not np.issubdtype(audio.dtype, np.floating):
+        raise AcousticTurnInputError(
+            f"audio must be 1-D float samples in [-1, 1] at 16 kHz, got {audio.dtype} {audio.shape}: "
+            "convert PCM16 with parley.core.codecs.pcm16_to_float32 first"
+        )
+    window = np.zeros(WINDOW_SAMPLES, dtype=np.float64)
+    recent = audio[-WINDOW_SAMPLES:]
+    if recent.size:
+        window[-recent.size:] = recent
+    if not np.isfinite(window).all():
+        raise AcousticTurnInputError("audio holds NaN or infinite samples: replace them before scoring")
+    window -= window.mean()
+    window /= np.sqrt(window.var() + NORMALISE_EPSILON)
+    return log_mel(window, out)
 
 
 class SmartTurnModel:
@@ -126,21 +153,7 @@ class SmartTurnModel:
 
     def features(self, audio_16k, out=None):
         """The model's input ``[80, 800]`` for one stretch of 16 kHz float audio (any length, even empty)."""
-        audio = np.asarray(audio_16k)
-        if audio.ndim != 1 or not np.issubdtype(audio.dtype, np.floating):
-            raise AcousticTurnInputError(
-                f"audio must be 1-D float samples in [-1, 1] at 16 kHz, got {audio.dtype} {audio.shape}: "
-                "convert PCM16 with parley.core.codecs.pcm16_to_float32 first"
-            )
-        window = np.zeros(WINDOW_SAMPLES, dtype=np.float64)
-        recent = audio[-WINDOW_SAMPLES:]
-        if recent.size:
-            window[-recent.size:] = recent
-        if not np.isfinite(window).all():
-            raise AcousticTurnInputError("audio holds NaN or infinite samples: replace them before scoring")
-        window -= window.mean()
-        window /= np.sqrt(window.var() + NORMALISE_EPSILON)
-        return self.log_mel(window, out)
+        return smart_turn_features(audio_16k, self.log_mel, out)
 
     def score(self, audio_16k):
         """p(turn complete) for the caller audio ending now."""

@@ -62,3 +62,35 @@ def test_score_auc():
     assert sweep.score_auc([0.9, 0.8], [0.1, 0.2]) == 1.0
     assert sweep.score_auc([0.5], [0.5]) == 0.5
     assert math.isnan(sweep.score_auc([], [0.1]))
+
+
+def test_issue_pauses_are_the_holds_of_400_to_900_ms_inclusive():
+    spans = [(399, False, {}), (400, False, {}), (900, False, {}), (901, False, {}), (math.inf, True, {})]
+    assert [span[0] for span in sweep.issue_pauses(spans)] == [400, 900]
+
+
+def test_issue_figures_count_pauses_cut_and_the_median_delay_after_complete_turns():
+    spans = [(600, False, {100: 0.95}), (700, False, {100: 0.2}), (300, False, {100: 0.99}),
+             (math.inf, True, {100: 0.95}), (math.inf, True, {100: 0.1}), (math.inf, True, {100: 0.92})]
+    median, _, cut, pauses = sweep.issue_figures(spans, 0.9, 100, 800)
+    assert (median, cut, pauses) == (100, 1, 2)  # the 300 ms hold is cut too, but it is not one of the issue's pauses
+
+
+def test_the_issue_policy_trades_pauses_cut_against_delay_within_each_budget():
+    # Smart Turn is sure about both complete turns and unsure about the pause: early ends cost nothing.
+    spans = [(600, False, {d: 0.1 for d in sweep.ACOUSTIC_ACTION_DELAYS_MS}),
+             (math.inf, True, {d: 0.95 for d in sweep.ACOUSTIC_ACTION_DELAYS_MS}),
+             (math.inf, True, {d: 0.95 for d in sweep.ACOUSTIC_ACTION_DELAYS_MS})]
+    chosen = sweep.issue_policies(spans)
+    (threshold, delay, timeout), fits = chosen["cut"]
+    assert fits and delay == 100 and timeout >= 600  # a shorter timeout would cut the 600 ms pause
+    assert chosen["delay"][1] and sweep.issue_figures(spans, *chosen["delay"][0])[2] == 0
+
+
+def test_the_issue_policy_says_when_no_policy_fits_the_budget():
+    # Smart Turn calls a 900 ms pause complete at every action delay: every policy ends the turn in it.
+    spans = [(900, False, {d: 0.99 for d in sweep.ACOUSTIC_ACTION_DELAYS_MS}),
+             (math.inf, True, {d: 0.01 for d in sweep.ACOUSTIC_ACTION_DELAYS_MS})]
+    chosen = sweep.issue_policies(spans)
+    assert chosen["cut"][1] is False and sweep.issue_figures(spans, *chosen["cut"][0])[2] == 1
+    assert chosen["delay"][1] is True and sweep.issue_figures(spans, *chosen["delay"][0])[0] <= 350
