@@ -42,7 +42,8 @@ def _python():
     return Check("platform", "python", PASS if ok else FAIL,
                  f"{platform.python_version()} ({sys.executable})" + ("" if ok else "; Parley needs 3.11 or newer"))
 
-CORE_MODULES = ("codecs", "resample", "framing", "jitter", "vad", "endpointer", "bargein", "playout", "call_loop")
+CORE_MODULES = ("codecs", "resample", "framing", "jitter", "vad", "endpointer", "bargein", "playout", "call_loop",
+                "pacing")
 """The faces of the compiled core; each picks its compiled module or, if asked, the Python twin."""
 
 

@@ -8,7 +8,7 @@ PYTHON=${PYTHON:-python3}
 EXTRAS=${EXTRAS:-test}
 STAMPS=.stamps
 mkdir -p "$STAMPS"
-APT_PACKAGES="portaudio19-dev espeak-ng sox libsndfile1 libc++1"
+APT_PACKAGES="portaudio19-dev espeak-ng sox libsndfile1 libc++1 sip-tester baresip-core kamailio"
 
 step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 

@@ -100,3 +100,28 @@ class SlowAgent(Worker):
                    {"role": "agent", "text": text}]
         yield self.reply(message, "agent_state", {"state": {**state, "entries": entries}, "action": "listen",
                                                   "kb_chunk_ids": [], "text": text})
+
+
+class SwitchboardAgent(Worker):
+    """An agent worker that greets, transfers a caller who keys ``0`` (the operator) and answers
+    anything else with one line."""
+
+    service = "agent"
+
+    def handle(self, message, audio):
+        state = message.body["state"]
+        caller = message.body.get("text")
+        if caller is None:
+            text, action = "Hello.", "listen"
+        elif caller == "0":
+            text, action = "Putting you through.", "transfer"
+        else:
+            text, action = "It has shipped.", "listen"
+        yield self.reply(message, "llm_sentence", {"text": text, "index": 0})
+        entries = [*state["entries"], *([{"role": "caller", "text": caller}] if caller is not None else []),
+                   {"role": "agent", "text": text}]
+        if action == "transfer":
+            yield self.reply(message, "handoff", {"reason": "the caller asked for the operator", "summary": "keyed 0",
+                                                  "collected": {}, "transcript": "caller: 0"})
+        yield self.reply(message, "agent_state", {"state": {**state, "entries": entries}, "action": action,
+                                                  "kb_chunk_ids": [], "text": text})

@@ -5,14 +5,15 @@ import argparse
 from rich.console import Console
 from rich.markup import escape
 
-from parley.appliance.cli import agent, analyze, call, calls, demo, doctor, judge_check, metrics, models, test, voices
+from parley.appliance.cli import (agent, analyze, call, calls, demo, doctor, judge_check, metrics, models, serve, test,
+                                  voices)
 
 
 class UserError(Exception):
     """A problem the user can fix; printed as one message, no traceback."""
 
 
-NOUNS = (models, doctor, voices, demo, call, agent, test, analyze, calls, metrics, judge_check)
+NOUNS = (models, doctor, voices, demo, call, serve, agent, test, analyze, calls, metrics, judge_check)
 
 
 def build_parser():

@@ -28,6 +28,8 @@ from parley.core.call_loop import BargeIn, CallLoop, CallLoopSettings, SpeechSta
 
 log = logging.getLogger("parley.call")
 
+DTMF_PAUSE_MS = 2000
+"""Keys typed without ``#`` reach the agent after this long without another key."""
 SPAN_ORDER = ("user_speech_end", "endpoint", "stt_final", "llm_first_token", "first_sentence", "tts_first_audio",
               "playout_start")
 
@@ -58,13 +60,15 @@ class TurnRecord:
 class _AgentTurn(threading.Thread):
     """STT, the agent and TTS for one turn, off the frame path."""
 
-    def __init__(self, session, index, audio, state, from_sample):
+    def __init__(self, session, index, audio, state, from_sample, typed=None):
         super().__init__(name=f"turn-{session.call_id[:8]}-{index}", daemon=True)
         self.session = session
         self.index = index
         self.utterance_id = index
         self.audio = audio
-        """16 kHz caller audio for STT, or None for the greeting."""
+        """16 kHz caller audio for STT, or None for the greeting and typed input."""
+        self.typed = typed
+        """What the caller keyed in on the phone's keypad (DTMF), instead of audio."""
         self.state = state
         self.from_sample = from_sample
         self.cancelled = threading.Event()
@@ -96,6 +100,8 @@ class _AgentTurn(threading.Thread):
                     self.record.action = "nothing_heard"
                     return
                 body["text"] = text
+            elif self.typed is not None:
+                self.record.caller_text = body["text"] = self.typed
             timer = self._soft_timeout_timer()
             request = stamp.make("agent_turn", body, call_id=session.call_id, turn_id=self.index)
             try:
@@ -113,6 +119,11 @@ class _AgentTurn(threading.Thread):
         finally:
             client.close()
             self.finished.set()
+
+    @property
+    def from_caller(self):
+        """The turn answers something the caller said or keyed in (not the greeting)."""
+        return self.audio is not None or self.typed is not None
 
     def _soft_timeout_timer(self):
         """Plays the filler if the reply's first sentence is not out ``soft_timeout_ms`` after the
@@ -248,6 +259,8 @@ class CallSession:
         time limit; a line not rendered (TTS down) is simply not played."""
         self._idle_frames = 0
         self._silence_prompts = 0
+        self._keys = []
+        self._keys_at = 0
         self._fixed_utterance = 10_000
         self._recorder = _Recorder(store_path)
         self._recorder.start()
@@ -267,8 +280,41 @@ class CallSession:
         self._t0_ns = self._t0_ns or arrival_ns
         self.loop.feed_rtp(seq, timestamp, payload, arrival_ns)
 
+    def feed_dtmf(self, digit):
+        """A key pressed on the caller's phone. Keys gather until ``#`` or a pause of
+        ``dtmf_pause_ms``; they then reach the agent as the caller's turn, typed. A key pressed
+        while the agent talks interrupts it, as speech does."""
+        if self.closed.is_set():
+            return
+        if digit == "#":
+            self._submit_keys()
+            return
+        self._keys.append(digit)
+        self._keys_at = self._ticks
+        turn = self._turn
+        if turn is not None and (turn.pushed or not self._agent_quiet()):
+            self.loop.playout.flush()
+            self._cancel(turn, "keypad")
+            turn.record.heard_text = heard_words(turn.sentences or [(turn.record.agent_text, 0, turn.pushed)],
+                                                 self.loop.played_samples(turn.utterance_id))
+            self._finish_turn(turn)
+
+    def _submit_keys(self):
+        keys, self._keys = "".join(self._keys), []
+        if not keys:
+            return
+        turn = self._turn
+        if turn is not None:
+            self._cancel(turn, "keypad")
+            self._turn = None
+        log.info("dtmf call_id=%s keys=%s", self.call_id, keys)
+        now = time.monotonic_ns()
+        self._begin_turn(None, self.loop.position, {"user_speech_end": now, "endpoint": now}, typed=keys)
+
     def next_frame(self):
         """One tick: returns the frame to send (None until a whole frame of input is in)."""
+        if self._keys and (self._ticks - self._keys_at) * self.loop.settings.frame_ms >= DTMF_PAUSE_MS:
+            self._submit_keys()
         self._queue_agent_audio()
         frame = self.loop.next_frame()
         if frame is None:
@@ -316,6 +362,16 @@ class CallSession:
             self._say_line("goodbye", self.agent.goodbye)
             self._close("abandoned")
 
+    def say_fixed(self, name):
+        """Play one of the agent's fixed lines now (``apology``, ``goodbye``...), also after the
+        call has closed: the SIP channel apologises this way when a transfer fails."""
+        self._say_line(name, self._fixed_texts()[name])
+
+    def record_media(self, record):
+        """Keep the channel's media figures for this call (codec, packets, loss, jitter, keys)."""
+        call_id = self.call_id
+        self._recorder.submit(lambda store: store.record_call_media(call_id, record))
+
     def _say_line(self, name, text):
         """Play a fixed line now and keep it in the conversation and the record as an agent turn."""
         audio = self.lines.get(name)
@@ -359,9 +415,9 @@ class CallSession:
         self._control.close()
 
     # ---- turns -----------------------------------------------------------------------------
-    def _begin_turn(self, audio, from_sample, spans=None):
+    def _begin_turn(self, audio, from_sample, spans=None, typed=None):
         self._index += 1
-        turn = _AgentTurn(self, self._index, audio, copy_state(self._state), from_sample)
+        turn = _AgentTurn(self, self._index, audio, copy_state(self._state), from_sample, typed)
         turn.record.spans.update(spans or {})
         self._turn = turn
         self._live_utterance = turn.utterance_id
@@ -400,7 +456,7 @@ class CallSession:
         if turn is not None and not self._barged_in:
             if turn.pushed or not self._agent_quiet():
                 return  # the agent is speaking and was not interrupted: a backchannel ("mm-hm")
-            if turn.audio is not None:  # still thinking about the caller's last words: take them together
+            if turn.from_caller:  # still thinking about the caller's last words: take them together
                 self._cancel(turn, "caller went on")
                 from_sample = min(from_sample, turn.from_sample)
                 self._turn = None
@@ -423,7 +479,7 @@ class CallSession:
         if turn is self._turn:
             self._turn = None
         record = turn.record
-        if turn.audio is not None and record.action == "nothing_heard":
+        if turn.from_caller and record.action == "nothing_heard":
             return
         if record.error is not None:
             self._fail(turn)
@@ -441,7 +497,7 @@ class CallSession:
             record_interruption(state, record.heard_text)
         self._state = state
         self.turns.append(record)
-        self._recorder.submit(_turn_writer(self.call_id, record, turn.audio is not None))
+        self._recorder.submit(_turn_writer(self.call_id, record, turn.from_caller))
         if turn.handoff is not None:
             self._hand_off(turn.handoff)
         if record.heard_text is None and record.action in ("end_call", "transfer"):
@@ -459,7 +515,7 @@ class CallSession:
             state["entries"].append({"role": "caller", "text": turn.record.caller_text})
         state["entries"].append({"role": "agent", "text": self.agent.apology})
         self._state = state
-        self._recorder.submit(_turn_writer(self.call_id, turn.record, turn.audio is not None,
+        self._recorder.submit(_turn_writer(self.call_id, turn.record, turn.from_caller,
                                            agent_text=self.agent.apology))
         self._hand_off({"reason": f"technical problem: {turn.record.error}",
                         "summary": "The agent could not continue the call because a part of the appliance failed; "
@@ -468,13 +524,13 @@ class CallSession:
         self._close("escalated")
 
     def _hand_off(self, record):
-        self.handoff = dict(record, target=self.agent.escalation.transfer_extension)
+        handoff = self.handoff = dict(record, target=self.agent.escalation.transfer_extension)
         call_id = self.call_id
 
         def write(store):
-            store.record_handoff(call_id, reason=record["reason"], summary=record["summary"],
-                                 collected=record["collected"], transcript=record["transcript"],
-                                 target=self.agent.escalation.transfer_extension)
+            handoff["id"] = store.record_handoff(call_id, reason=record["reason"], summary=record["summary"],
+                                                 collected=record["collected"], transcript=record["transcript"],
+                                                 target=self.agent.escalation.transfer_extension).id
         self._recorder.submit(write)
 
     def _close(self, outcome):
@@ -489,10 +545,13 @@ class CallSession:
     def _sample_ns(self, sample):
         return (self._t0_ns or time.monotonic_ns()) + round(sample * 1e9 / self.line_rate)
 
-    def _render_lines(self):
+    def _fixed_texts(self):
         flow = self.agent.conversation
-        texts = {"apology": self.agent.apology, "filler": flow.soft_timeout_filler, "silence_prompt": flow.silence_prompt,
-                 "goodbye": self.agent.goodbye, "time_limit": flow.time_limit_message}
+        return {"apology": self.agent.apology, "filler": flow.soft_timeout_filler, "silence_prompt": flow.silence_prompt,
+                "goodbye": self.agent.goodbye, "time_limit": flow.time_limit_message}
+
+    def _render_lines(self):
+        texts = self._fixed_texts()
         client = BusClient(self.endpoints.clients, name=f"lines-{self.call_id[:8]}")
         try:
             for name, text in texts.items():

@@ -35,10 +35,12 @@ class CallPlacer:
         with Store.open(self.settings.db_path) as store:
             self.version = current_version(store, self.agent.name, self.agent_folder)
 
-    def session(self, *, channel="file", caller=""):
+    def session(self, *, channel="file", caller="", codec="l16"):
+        """A new call's session: ``l16`` at the placer's line rate, or G.711 (``pcmu``/``pcma``) at 8 kHz."""
         return CallSession(agent=self.agent, agent_folder=self.agent_folder, agent_version_id=self.version.id,
                            endpoints=self.services.endpoints, store_path=self.settings.db_path, silero=self.silero,
-                           channel=channel, caller=caller, line_rate=self.line_rate, codec="l16")
+                           channel=channel, caller=caller, line_rate=self.line_rate if codec == "l16" else 8000,
+                           codec=codec)
 
     def place(self, caller_source, *, channel="file", caller="", realtime=True, max_seconds=240.0):
         """Run one call with ``caller_source`` (a ScriptedCaller or WavCaller); (session, audio)."""

@@ -340,6 +340,25 @@ class Store:
         self._call_row(call_id)
         return [_handoff(row) for row in self._rows("SELECT * FROM handoffs WHERE call_id = ? ORDER BY id", [call_id])]
 
+    # Media (SIP calls)
+
+    def record_call_media(self, call_id: str, media: Mapping[str, Any]) -> None:
+        """Keep a SIP call's media figures (see migration 0007) when it ends; once per call."""
+        columns = ("sip_call_id", "remote", "codec", "packets_sent", "packets_received", "packets_lost", "jitter_ms",
+                   "remote_lost", "remote_jitter_ms", "late_packets", "max_late_ms", "dtmf_keys", "ended_by")
+        missing = [name for name in columns if name not in media]
+        if missing:
+            raise InvalidRecordError(f"call media for {call_id} lacks {', '.join(missing)}")
+        with self.transaction():
+            self._call_row(call_id)
+            self.db.execute(f"INSERT INTO call_media (call_id, {', '.join(columns)}) "
+                            f"VALUES (?, {', '.join('?' * len(columns))})", [call_id, *(media[name] for name in columns)])
+
+    def call_media(self, call_id: str) -> dict[str, Any] | None:
+        self._call_row(call_id)
+        rows = self._rows("SELECT * FROM call_media WHERE call_id = ?", [call_id])
+        return rows[0] if rows else None
+
     # Audit log
 
     def append_audit(

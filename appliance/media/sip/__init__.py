@@ -1,0 +1,1 @@
+"""The SIP user agent: messages, transactions, dialogs, SDP."""

@@ -1,0 +1,208 @@
+"""SIP calls from SIPp, a SIP program nobody here wrote, to the real appliance path: Parley's UA on
+real UDP sockets, RTP through the core's CallLoop (real Silero VAD), the workers over real
+ZeroMQ, the calls in a real SQLite store. The models are stand-ins (a tone voice, a fixed
+transcript, a switchboard agent), so these tests time the SIP and media path, not an LLM; the
+voice-loop tests with the real models call in through baresip (test_sip_phone_calls.py)."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import fetched
+from parley.appliance.media.file_channel import read_wav
+from parley.appliance.media.sip.server import MediaSettings, SipServer
+from parley.appliance.media.sip.useragent import SipSettings
+from parley.appliance.store import Store
+from parley.core.silero import SileroVad
+from sip_appliance import ThreadedServer, session_factory, standin_router
+from sip_peers import (RtpSniffer, can_play_pcap, dtmf_pcap, free_udp_port, run_sipp, send_malformed_burst,
+                       sipp_available, start_sipp, ulaw_payloads, write_rtp_pcap)
+
+pytestmark = [pytest.mark.models,
+              pytest.mark.skipif(not sipp_available(), reason="SIPp is not installed (Debian: sip-tester)")]
+needs_raw = pytest.mark.skipif(not can_play_pcap(), reason="SIPp plays pcap audio through a raw socket: needs root")
+
+
+@pytest.fixture(scope="module")
+def router(tmp_path_factory):
+    router = standin_router(tmp_path_factory.mktemp("run"))
+    yield router
+    router.stop()
+
+
+@pytest.fixture(scope="module")
+def silero(models_dir):
+    return SileroVad(fetched(models_dir, "silero-vad", "silero_vad.onnx"))
+
+
+@pytest.fixture(scope="module")
+def pcaps(models_dir, tmp_path_factory):
+    """The caller's side for SIPp: 3 s of beckett.wav as PCMU RTP, then the keys 4 5 1 2 #."""
+    folder = tmp_path_factory.mktemp("pcaps")
+    speech = read_wav(fetched(models_dir, "beckett", "beckett.wav"), 8000)[:8000 * 3]
+    silence = np.zeros(8000, np.float32)
+    write_rtp_pcap(folder / "caller_audio.pcap", ulaw_payloads(np.concatenate([silence, speech, silence, silence])),
+                   payload_type=0, ssrc=0x1234, start_seq=100, start_ts=1000)
+    write_rtp_pcap(folder / "caller_silence.pcap", ulaw_payloads(np.zeros(8000 * 2, np.float32)),
+                   payload_type=0, ssrc=0x1234, start_seq=100, start_ts=1000)
+    dtmf_pcap(folder / "caller_dtmf.pcap", "4512#", ssrc=0x1234, start_seq=400, start_ts=200_000)
+    dtmf_pcap(folder / "caller_zero.pcap", "0#", ssrc=0x1234, start_seq=400, start_ts=200_000)
+    return folder
+
+
+@contextmanager
+def appliance(router, silero, tmp_path, *, max_calls=8, **options):
+    """Parley's SIP server on a free loopback port, calls made with stand-in models."""
+    factory = session_factory(router.endpoints, silero, tmp_path / "parley.db", **options)
+    server = SipServer(SipSettings(port=free_udp_port(), max_calls=max_calls), factory,
+                       media=MediaSettings(rtp_ports=(30000, 31998)))
+    with ThreadedServer(server) as running:
+        yield running
+
+
+@needs_raw
+def test_a_sipp_call_speaks_keys_digits_hears_the_agent_and_is_stored(router, silero, pcaps, tmp_path):
+    with appliance(router, silero, tmp_path) as running:
+        media_port = free_udp_port(pair=True)
+        with RtpSniffer([media_port]) as sniffer:
+            result = run_sipp("uac_call.xml", running.target, media_port=media_port, timeout_s=60,
+                              variables={"audio_ms": 6000, "dtmf_ms": 2000, "listen_ms": 5000},
+                              files={"caller_audio.pcap": pcaps / "caller_audio.pcap",
+                                     "caller_dtmf.pcap": pcaps / "caller_dtmf.pcap"})
+        assert result.ok, result.explain()
+        [finished] = running.wait_finished(1)
+    [stream] = [s for s in sniffer.streams().values() if s.dst[1] == media_port]
+    assert stream.payload_types == frozenset({0})
+    assert stream.packets >= 40 * stream.duration_s and stream.duration_s > 10
+    assert stream.lost == 0
+    with Store.open(tmp_path / "parley.db") as store:
+        call = store.call(finished.session.call_id)
+        texts = [(t.role, t.text) for t in store.turns(call.id)]
+        media = store.call_media(call.id)
+    assert call.channel == "sip" and "Parley test caller" in call.caller and call.outcome == "abandoned"
+    assert ("caller", "Where is my order?") in texts, texts
+    assert ("caller", "4512") in texts, texts
+    assert media["codec"] == "PCMU" and media["dtmf_keys"] == "4512#" and media["ended_by"] == "caller"
+    assert media["packets_received"] >= 290 and media["packets_lost"] == 0
+    assert 0 <= media["packets_sent"] - stream.packets <= 5, "sent after the sniffer stopped, at most the BYE's way"
+    assert media["late_packets"] == 0, media
+
+
+def test_cancel_before_the_answer(router, silero, tmp_path):
+    with appliance(router, silero, tmp_path, slow_answer_s=3.0) as running:
+        result = run_sipp("uac_cancel.xml", running.target, timeout_s=20, variables={"cancel_after_ms": 500})
+        assert result.ok, result.explain()
+        time.sleep(3.5)
+        assert running.server.calls == {}
+
+
+@needs_raw
+def test_hold_stops_our_audio_and_resume_restarts_it(router, silero, pcaps, tmp_path):
+    with appliance(router, silero, tmp_path) as running:
+        media_port = free_udp_port(pair=True)
+        with RtpSniffer([media_port]) as sniffer:
+            result = run_sipp("uac_hold.xml", running.target, media_port=media_port, timeout_s=40,
+                              variables={"audio_ms": 2000, "held_ms": 3000, "listen_ms": 2000},
+                              files={"caller_audio.pcap": pcaps / "caller_audio.pcap"})
+        assert result.ok, result.explain()
+    arrivals = np.array([p.time_s for p in sniffer.packets if p.dst[1] == media_port])
+    gaps = np.diff(arrivals)
+    assert gaps.max() > 1.0, "audio kept flowing while the caller held the call"
+    assert (arrivals > arrivals[np.argmax(gaps)] + 0.5).sum() > 10, "no audio after the resume"
+
+
+@needs_raw
+def test_the_agent_hangs_up_with_bye_after_a_silent_caller(router, silero, pcaps, tmp_path):
+    flow = {"silence_timeout_s": 2.0, "silence_prompts": 0}
+    with appliance(router, silero, tmp_path, flow=flow) as running:
+        result = run_sipp("uac_wait_bye.xml", running.target, timeout_s=30,
+                          files={"caller_audio.pcap": pcaps / "caller_silence.pcap"})
+        assert result.ok, result.explain()
+        [finished] = running.wait_finished(1)
+    assert finished.ended_by == "agent"
+
+
+def test_a_malformed_burst_gets_400s_and_the_agent_still_answers(router, silero, tmp_path):
+    with appliance(router, silero, tmp_path) as running:
+        report = send_malformed_burst(running.target)
+        assert report.problems() == []
+        assert running.server.agent.counters["malformed"] >= 3
+
+
+
+@needs_raw
+def test_keying_0_transfers_the_call_with_refer_carrying_the_handoff_id(router, silero, pcaps, tmp_path):
+    """The scenario itself fails the call when the REFER's Refer-To lacks X-Parley-Handoff."""
+    with appliance(router, silero, tmp_path) as running:
+        result = run_sipp("uac_transfer.xml", running.target, timeout_s=30,
+                          files={"caller_dtmf.pcap": pcaps / "caller_zero.pcap"})
+        assert result.ok, result.explain()
+        [finished] = running.wait_finished(1)
+    assert finished.ended_by == "transfer"
+    with Store.open(tmp_path / "parley.db") as store:
+        [handoff] = store.handoffs(finished.session.call_id)
+        assert store.call(finished.session.call_id).outcome == "escalated"
+    assert handoff.reason == "the caller asked for the operator" and handoff.target == "200"
+
+
+LOAD_CALLS = int(os.environ.get("PARLEY_SIP_LOAD_CALLS", "50"))
+LOAD_CALL_S = 20
+
+
+@needs_raw
+@pytest.mark.slow
+def test_load_every_concurrent_call_is_answered_and_no_packet_leaves_late(models_dir, pcaps, tmp_path):
+    """N SIPp callers at once through the media path of an appliance process with stand-in models
+    (tests/sip_appliance.py): all answered and held together, no RTP packet sent more than 5 ms
+    after its time. Prints the figures, CPU per call among them."""
+    port = free_udp_port()
+    command = [sys.executable, str(Path(__file__).parent / "sip_appliance.py"), "--port", str(port),
+               "--var", str(tmp_path / "var"), "--models", str(models_dir), "--max-calls", str(LOAD_CALLS)]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
+        try:
+            assert process.stdout.readline().strip() == "READY", "the appliance did not start"
+            result = run_sipp("uac_load.xml", ("127.0.0.1", port), calls=LOAD_CALLS, rate=25,
+                              max_concurrent=LOAD_CALLS, timeout_s=LOAD_CALL_S + 60,
+                              variables={"call_ms": LOAD_CALL_S * 1000},
+                              files={"caller_audio.pcap": pcaps / "caller_audio.pcap"})
+            time.sleep(2.0)
+        finally:
+            process.send_signal(signal.SIGTERM)
+        figures = json.loads(process.stdout.read().strip().splitlines()[-1])
+    assert result.ok and result.successful == LOAD_CALLS, result.explain()
+    print(f"\nSIP load: {figures['calls']} calls, {figures['peak_calls']} at once, {figures['packets_sent']} RTP "
+          f"packets sent, {figures['late_packets']} late (> 5 ms), worst {figures['max_late_ms']:.2f} ms; "
+          f"appliance CPU {figures['cpu_s']:.1f} s = "
+          f"{100 * figures['cpu_s'] / (figures['packets_sent'] * 0.02):.2f} % of a core per call; tick work "
+          f"p50/p99/max {figures['tick_ms_p50']:.2f}/{figures['tick_ms_p99']:.2f}/{figures['tick_ms_max']:.2f} ms; "
+          f"GIL back after the sends p99/max {figures['wake_late_ms_p99']:.2f}/{figures['wake_late_ms_max']:.2f} ms")
+    assert figures["calls"] == LOAD_CALLS and figures["peak_calls"] == LOAD_CALLS
+    assert figures["packets_sent"] >= LOAD_CALLS * (LOAD_CALL_S - 1) * 50
+    assert figures["late_packets"] == 0, figures
+
+
+def test_options_over_tcp_is_answered_on_the_same_connection(router, silero, tmp_path):
+    with appliance(router, silero, tmp_path) as running:
+        host, port = running.target
+        with socket.create_connection((host, port), timeout=5) as conn:
+            local = conn.getsockname()
+            request = (f"OPTIONS sip:parley@{host}:{port} SIP/2.0\r\n"
+                       f"Via: SIP/2.0/TCP {local[0]}:{local[1]};branch=z9hG4bK-tcp-1\r\n"
+                       "Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=t1\r\nTo: <sip:parley@127.0.0.1>\r\n"
+                       "Call-ID: tcp-options-1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").encode()
+            conn.sendall(request[:40])
+            time.sleep(0.1)
+            conn.sendall(request[40:])
+            reply = b""
+            while b"\r\n\r\n" not in reply:
+                reply += conn.recv(4096)
+    assert reply.startswith(b"SIP/2.0 200 OK\r\n") and b"Call-ID: tcp-options-1" in reply
