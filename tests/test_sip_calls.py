@@ -206,3 +206,18 @@ def test_options_over_tcp_is_answered_on_the_same_connection(router, silero, tmp
             while b"\r\n\r\n" not in reply:
                 reply += conn.recv(4096)
     assert reply.startswith(b"SIP/2.0 200 OK\r\n") and b"Call-ID: tcp-options-1" in reply
+
+
+@needs_raw
+def test_a_refused_transfer_ends_with_the_apology_and_the_handoff_kept(router, silero, pcaps, tmp_path):
+    with appliance(router, silero, tmp_path) as running:
+        result = run_sipp("uac_transfer_refused.xml", running.target, timeout_s=30,
+                          files={"caller_dtmf.pcap": pcaps / "caller_zero.pcap"})
+        assert result.ok, result.explain()
+        [finished] = running.wait_finished(1)
+    assert finished.ended_by == "agent"
+    with Store.open(tmp_path / "parley.db") as store:
+        [handoff] = store.handoffs(finished.session.call_id)
+        agent_lines = [t.text for t in store.turns(finished.session.call_id) if t.role == "agent"]
+    assert handoff.reason == "the caller asked for the operator"
+    assert agent_lines[-1] == finished.session.agent.apology, agent_lines

@@ -79,6 +79,7 @@ def test_baresip_calls_the_agent_directly_and_both_sides_hear_each_other(router,
     with Store.open(tmp_path / "parley.db") as store:
         media = store.call_media(finished.session.call_id)
     assert media["ended_by"] == "caller" and media["packets_received"] > 200 and media["packets_lost"] == 0
+    assert media["remote_lost"] == 0 and media["remote_jitter_ms"] is not None, "no RTCP report from the phone"
 
 
 def test_keys_from_baresip_reach_the_agent_as_typed_input(router, silero, question, tmp_path):
@@ -239,6 +240,9 @@ def test_a_refund_completed_from_a_phone_with_the_order_number_keyed_in(applianc
         caller_turns = [t.text for t in store.turns(session.call_id) if t.role == "caller"]
     assert "4512" in caller_turns and media["dtmf_keys"] == "4512#"
     assert "lookup_order" in tools and "issue_refund" in tools
+    latencies = [t.voice_to_voice_ms for t in session.turns if t.voice_to_voice_ms is not None]
+    print(f"\nSIP refund call, real models: voice-to-voice p50 {np.percentile(latencies, 50):.0f} ms, "
+          f"p95 {np.percentile(latencies, 95):.0f} ms over {len(latencies)} answers")
 
 
 def _refunded(placer, session):
