@@ -25,7 +25,7 @@ from parley.appliance.store import Store
 from parley.core.silero import SileroVad
 from sip_appliance import ThreadedServer, session_factory, standin_router
 from sip_peers import (RtpSniffer, can_play_pcap, dtmf_pcap, free_udp_port, run_sipp, send_malformed_burst,
-                       sipp_available, start_sipp, ulaw_payloads, write_rtp_pcap)
+                       sipp_available, ulaw_payloads, write_rtp_pcap)
 
 pytestmark = [pytest.mark.models,
               pytest.mark.skipif(not sipp_available(), reason="SIPp is not installed (Debian: sip-tester)")]

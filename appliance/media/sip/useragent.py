@@ -13,6 +13,7 @@ method 501, a known one this agent does not serve 405.
 
 import ipaddress
 import logging
+import secrets
 from dataclasses import dataclass, field
 
 from parley.appliance.media.sip import sdp
@@ -86,7 +87,8 @@ class CallConfirmed:
 class CallEnded:
     call_id: str
     reason: str
-    """``bye`` (the caller hung up), ``cancel``, ``no-ack``, ``hung-up`` (we did), ``transferred``."""
+    """``bye`` (the far end hung up), ``cancel``, ``no-ack`` (our 200 was never acknowledged) or
+    ``hung-up`` (we sent the BYE)."""
 
 
 @dataclass(frozen=True)
@@ -153,7 +155,8 @@ class Dialog:
     ok_since: float = 0.0
     ok_interval: float = T1
     transfer_timer: list | None = None
-    session_id: int = field(default_factory=lambda: int.from_bytes(new_tag().encode()[:6], "big"))
+    session_id: int = field(default_factory=lambda: secrets.randbits(31))
+    """The o= line's session id of our SDP (its version counts re-INVITE answers)."""
 
 
 class UserAgent:
