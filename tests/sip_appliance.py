@@ -142,6 +142,7 @@ async def _serve(server):
     return {"calls": server.calls_finished, "peak_calls": server.peak_calls, "wall_s": time.monotonic() - started,
             "cpu_s": used.ru_utime + used.ru_stime - cpu.ru_utime - cpu.ru_stime,
             "packets_sent": sum(c.sender.packet_count for c in finished),
+            "packets_received": sorted(c.stats.received for c in finished),
             "late_packets": sum(c.late_packets for c in finished),
             "max_late_ms": max((c.max_late_ms for c in finished), default=0.0),
             "tick_ms_p50": float(np.percentile(server.tick_ms, 50)), "tick_ms_p99": float(np.percentile(server.tick_ms, 99)),

@@ -187,6 +187,7 @@ def test_load_every_concurrent_call_is_answered_and_no_packet_leaves_late(models
           f"GIL back after the sends p99/max {figures['wake_late_ms_p99']:.2f}/{figures['wake_late_ms_max']:.2f} ms")
     assert figures["calls"] == LOAD_CALLS and figures["peak_calls"] == LOAD_CALLS
     assert figures["packets_sent"] >= LOAD_CALLS * (LOAD_CALL_S - 1) * 50
+    print(f"caller packets received per call: {figures['packets_received']}")
     assert figures["late_packets"] == 0, figures
 
 
