@@ -107,6 +107,14 @@ def test_a_retransmitted_invite_gets_the_last_response_again_and_no_second_call(
     assert statuses(agent) == [180]
 
 
+def test_the_invite_sent_again_after_the_ok_gets_the_ok_again_not_a_second_call(agent):
+    _, ok = answered(agent)
+    agent.receive(invite(call_id="call-1", branch="z9hG4bK-call-1"), PHONE, 0.3)
+    [(again, _)] = sent(agent)
+    assert again.status == 200 and again.headers.get("To") == ok.headers.get("To")
+    assert agent.take_events() == [] and len(agent.dialogs) == 1
+
+
 def test_bye_ends_the_call_and_a_bye_for_no_call_gets_481(agent):
     _, ok = answered(agent)
     agent.receive(in_dialog(ok, "ACK", "z9hG4bK-ack", 1), PHONE, 0.1)

@@ -292,6 +292,8 @@ class UserAgent:
         if known is not None:
             known.retransmitted()
             return
+        if request.method == "INVITE" and self._resend_ok(request, source, transport):
+            return
         transaction = self.layer.new_server(request, source, transport)
         handler = getattr(self, f"_on_{request.method.lower()}", None) if request.method in SERVED else None
         if request.headers.get("Max-Forwards", "70").strip() == "0" and request.method != "OPTIONS":
@@ -342,6 +344,17 @@ class UserAgent:
         transaction.respond(self._response(request, 180, dialog), now)
         caller = request.headers.get("From")
         self._events.append(IncomingCall(call_id, caller, offer, source))
+
+    def _resend_ok(self, request, source, transport):
+        """An INVITE we already answered, sent again (its transaction ended with our 2xx): resend
+        the 2xx rather than take it for a new call (RFC 3261 13.3.1.4)."""
+        dialog = self.dialogs.get(request.headers.get("Call-ID"))
+        if (dialog is None or not dialog.ok_data or to_header(request).tag is not None
+                or from_header(request).tag != dialog.remote.tag or cseq(request)[0] != dialog.remote_cseq):
+            return False
+        if dialog.state in ("answered", "confirmed"):
+            self.layer.send(Send(dialog.ok_data, source, transport))
+        return True
 
     def _on_reinvite(self, request, transaction, to, now):
         dialog = self._dialog_for(request, to)
