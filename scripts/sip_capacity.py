@@ -13,6 +13,7 @@ SIPp plays its audio through a raw socket: run as root.
 
 import argparse
 import asyncio
+import logging
 import sys
 import tempfile
 import threading
@@ -63,7 +64,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--most", type=int, default=4, help="the most concurrent calls to try")
     parser.add_argument("--bar-ms", type=float, default=2000.0, help="the voice-to-voice p95 to stay under")
+    parser.add_argument("--verbose", action="store_true", help="log the appliance's events to stderr")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(message)s")
     scratch = Path(tempfile.mkdtemp(prefix="parley-capacity-"))
     settings = load_settings().with_var(scratch / "var")
     pcap, seconds = caller_pcap(settings.models_dir, scratch)
