@@ -222,3 +222,28 @@ def test_a_refused_transfer_ends_with_the_apology_and_the_handoff_kept(router, s
         agent_lines = [t.text for t in store.turns(finished.session.call_id) if t.role == "agent"]
     assert handoff.reason == "the caller asked for the operator"
     assert agent_lines[-1] == finished.session.agent.apology, agent_lines
+
+
+def test_our_own_stream_echoed_back_is_dropped_not_taken_for_the_caller():
+    """RFC 3550 8.2: packets carrying our own SSRC are a loop; the caller's stream still counts."""
+    from parley.appliance.media.rtp import RtpPacket
+    from parley.appliance.media.sip import sdp
+    from parley.appliance.media.sip.server import MediaCall
+
+    class Session:
+        def __init__(self):
+            self.fed = []
+
+        def feed_rtp(self, seq, timestamp, payload, arrival_ns):
+            self.fed.append(seq)
+
+    offer = sdp.offer(address="127.0.0.1", port=7000, session_id=1, session_version=1)
+    answer = sdp.answer(offer, address="127.0.0.1", port=20000, session_id=2, session_version=1)
+    session = Session()
+    call = MediaCall(None, "sip-call", session, answer, None, None, 20000)
+    ours = [RtpPacket(0, seq, seq * 160, call.sender.ssrc, bytes(160)).to_bytes() for seq in range(5)]
+    theirs = [RtpPacket(0, seq, seq * 160, 0xCAFE, bytes(160)).to_bytes() for seq in range(100, 105)]
+    for echoed, caller in zip(ours, theirs):
+        call.on_rtp(echoed, ("127.0.0.1", 7000))
+        call.on_rtp(caller, ("127.0.0.1", 7000))
+    assert session.fed == [100, 101, 102, 103, 104] and call.looped == 5 and call.stats.received == 4

@@ -104,6 +104,8 @@ class MediaCall:
         self.late_packets = 0
         self.max_late_ms = 0.0
         self.send_errors = 0
+        self.looped = 0
+        """Packets that came back carrying our own SSRC (a peer or network echoing our stream)."""
         self._sockaddr = (None, None)
         self.remote_report = None
         self.next_rtcp = time.monotonic() + RTCP_INTERVAL_S
@@ -113,9 +115,14 @@ class MediaCall:
 
     # ---- in ------------------------------------------------------------------------------------
     def on_rtp(self, data, addr):
+        """A datagram on our RTP port: the caller's audio, a key press, or something to drop (not
+        RTP, another payload type, or our own stream come back: RFC 3550 8.2's loop)."""
         try:
             packet = RtpPacket.parse(data)
         except RtpError:
+            return
+        if packet.ssrc == self.sender.ssrc:
+            self.looped += 1
             return
         if not self.latched:
             self.remote, self.remote_rtcp, self.latched = addr, (addr[0], addr[1] + 1), True
@@ -435,8 +442,8 @@ class SipServer:
         self.calls[event.call_id] = media_call
         self.peak_calls = max(self.peak_calls, len(self.calls))
         session.start()
-        log.info("sip_call_answered sip_call_id=%s call_id=%s codec=%s remote=%s", event.call_id, session.call_id,
-                 codec.name, answer.remote)
+        log.info("sip_call_answered sip_call_id=%s call_id=%s codec=%s rtp_port=%d remote=%s", event.call_id,
+                 session.call_id, codec.name, rtp_port, answer.remote)
         self.flush()
 
     async def _open_media(self):
