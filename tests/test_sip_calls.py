@@ -247,3 +247,19 @@ def test_our_own_stream_echoed_back_is_dropped_not_taken_for_the_caller():
         call.on_rtp(echoed, ("127.0.0.1", 7000))
         call.on_rtp(caller, ("127.0.0.1", 7000))
     assert session.fed == [100, 101, 102, 103, 104] and call.looped == 5 and call.stats.received == 4
+
+
+@needs_raw
+def test_calls_one_after_another_each_hear_their_caller(router, silero, pcaps, tmp_path):
+    """A finished call's sockets are closed through the loop: the next call's sockets (given the
+    same descriptor numbers) must still be read."""
+    with appliance(router, silero, tmp_path) as running:
+        for _ in range(3):
+            result = run_sipp("uac_call.xml", running.target, timeout_s=30,
+                              variables={"audio_ms": 2000, "dtmf_ms": 500, "listen_ms": 500},
+                              files={"caller_audio.pcap": pcaps / "caller_audio.pcap",
+                                     "caller_dtmf.pcap": pcaps / "caller_dtmf.pcap"})
+            assert result.ok, result.explain()
+        finished = running.wait_finished(3)
+    assert [call.stats.received >= 90 for call in finished] == [True, True, True], \
+        [call.stats.received for call in finished]

@@ -93,6 +93,8 @@ class MediaCall:
         self.sending = answer.direction in ("sendrecv", "sendonly")
         self.rtp, self.rtcp = rtp, rtcp
         """Plain UDP sockets: the asyncio loop reads them, the media clock thread sends on them."""
+        self.endpoints = ()
+        """The loop's protocols over them, closed when the call ends."""
         self.port = port
         self.lock = threading.Lock()
         """Held while a thread uses the session: the clock's tick, the loop's RTP, keys and events."""
@@ -437,6 +439,7 @@ class SipServer:
             self.flush()
             return
         media_call = MediaCall(self, event.call_id, session, answer, rtp.sock, rtcp.sock, rtp_port)
+        media_call.endpoints = (rtp, rtcp)
         rtp.on_datagram = media_call.on_rtp
         rtcp.on_datagram = media_call.on_rtcp
         self.calls[event.call_id] = media_call
@@ -478,6 +481,9 @@ class SipServer:
         return protocol
 
     def _close_media(self, port, rtp, rtcp):
+        """Close a call's RTP and RTCP through their transports: closing the sockets under the loop
+        would leave their descriptors registered, and the next call's sockets, given the same
+        numbers, would feed the old call."""
         rtp.transport.close()
         rtcp.transport.close()
         self._ports.discard(port)
@@ -491,9 +497,7 @@ class SipServer:
             media_call.rtcp.sendto(media_call._report(bye=True), media_call.remote_rtcp)
         except OSError:
             pass
-        media_call.rtp.close()
-        media_call.rtcp.close()
-        self._ports.discard(media_call.port)
+        self._close_media(media_call.port, *media_call.endpoints)
         session = media_call.session
         record = media_call.media_record()
         session.record_media(record)
