@@ -309,7 +309,7 @@ class UserAgent:
     def _on_invite(self, request, transaction, source, transport, now):
         to = to_header(request)
         if to.tag is not None:
-            self._on_reinvite(request, transaction, to, now)
+            self._on_reinvite(request, transaction, now)
             return
         live = sum(1 for d in self.dialogs.values() if d.state != "ended")
         if live >= self.settings.max_calls:
@@ -356,8 +356,8 @@ class UserAgent:
             self.layer.send(Send(dialog.ok_data, source, transport))
         return True
 
-    def _on_reinvite(self, request, transaction, to, now):
-        dialog = self._dialog_for(request, to)
+    def _on_reinvite(self, request, transaction, now):
+        dialog = self._dialog_for(request)
         if dialog is None:
             transaction.respond(make_response(request, 481), now)
             return
@@ -385,18 +385,16 @@ class UserAgent:
         if transaction is not None:
             transaction.acked(now)
             return
-        dialog = self._dialog_for(request, to_header(request))
+        dialog = self._dialog_for(request)
         if dialog is not None and dialog.state == "answered":
             Timers.cancel(dialog.ok_timer)
             dialog.state = "confirmed"
             self._events.append(CallConfirmed(dialog.call_id))
 
     def _on_bye(self, request, transaction, source, transport, now):
-        dialog = self._dialog_for(request, to_header(request))
+        dialog = self._answer_in_dialog(request, transaction, now)
         if dialog is None:
-            transaction.respond(make_response(request, 481), now)
             return
-        transaction.respond(make_response(request, 200), now)
         self._end(dialog, "bye", now)
 
     def _on_cancel(self, request, transaction, source, transport, now):
@@ -415,11 +413,9 @@ class UserAgent:
                                                                  ("User-Agent", USER_AGENT)]), now)
 
     def _on_info(self, request, transaction, source, transport, now):
-        dialog = self._dialog_for(request, to_header(request))
+        dialog = self._answer_in_dialog(request, transaction, now)
         if dialog is None:
-            transaction.respond(make_response(request, 481), now)
             return
-        transaction.respond(make_response(request, 200), now)
         kind = (request.headers.get("Content-Type") or "").lower()
         if kind.startswith("application/dtmf-relay"):
             for line in request.body.decode("latin-1").splitlines():
@@ -428,11 +424,9 @@ class UserAgent:
                     self._events.append(DtmfInfo(dialog.call_id, value.strip()[0]))
 
     def _on_notify(self, request, transaction, source, transport, now):
-        dialog = self._dialog_for(request, to_header(request))
+        dialog = self._answer_in_dialog(request, transaction, now)
         if dialog is None:
-            transaction.respond(make_response(request, 481), now)
             return
-        transaction.respond(make_response(request, 200), now)
         if (request.headers.get("Event") or "").split(";")[0].strip().lower() != "refer":
             return
         status_line = request.body.decode("latin-1").strip().splitlines()[:1]
@@ -453,7 +447,14 @@ class UserAgent:
             transaction.received(response, now)
 
     # ---- dialogs -----------------------------------------------------------------------------
-    def _dialog_for(self, request, to):
+    def _answer_in_dialog(self, request, transaction, now):
+        """200 to a request within a call we hold, and that call; 481 and None otherwise."""
+        dialog = self._dialog_for(request)
+        transaction.respond(make_response(request, 481 if dialog is None else 200), now)
+        return dialog
+
+    def _dialog_for(self, request):
+        to = to_header(request)
         dialog = self.dialogs.get(request.headers.get("Call-ID"))
         if dialog is None or dialog.state == "ended" or to.tag != dialog.local_tag:
             return None
