@@ -5,6 +5,7 @@ models, where the phone's recording is transcribed and a refund is completed wit
 number keyed on the phone's keypad."""
 
 import os
+import re
 import time
 
 import numpy as np
@@ -197,7 +198,10 @@ def test_a_phone_hears_the_real_agent_greet_it(appliance, tmp_path, models_dir):
         running.wait_finished(1)
     rate, heard = read_wav(alice.recording())
     text = recognizer.transcribe(heard[: rate * 8].astype(np.float32) / 32768, rate).text.lower()
-    assert "thanks for calling" in text and "refunds" in text, text
+    greeting = re.findall(r"[a-z]+", appliance.agent.first_message.lower())
+    heard = set(re.findall(r"[a-z]+", text))
+    recall = sum(word in heard for word in greeting) / len(greeting)
+    assert text.startswith("thanks for calling") and recall >= 0.75, (recall, text)
 
 
 def test_a_refund_completed_from_a_phone_with_the_order_number_keyed_in(appliance, tmp_path, models_dir):
