@@ -1,9 +1,12 @@
 """The core's evaluation set: caller turns with known speech, clean, in noise and over G.711.
 
 VAD, endpointing and barge-in are all scored on these turns (``/work/shared/EVALUATION.md``):
-real recordings (beckett.wav whole, two_cities.wav cut at its natural pauses) and scripted
-caller lines spoken by espeak-ng and the Piper voice, with pauses of known length between their
-phrases. Labels come from the clean signal only, so a noisy or telephone variant is judged
+real recordings (beckett.wav whole, two_cities.wav cut at its natural pauses), scripted caller
+lines spoken by espeak-ng and the Piper voice with pauses of known length between their phrases,
+and mid-sentence pauses: a pause of known length inserted at a word boundary inside speech spoken
+in one breath (recorded, and whole Piper utterances), so what comes before it sounds unfinished
+("my order number is … four five one two"). Each pause (``hold``) says which of these it is
+(``hold_kinds``). Labels come from the clean signal only, so a noisy or telephone variant is judged
 against what was really said. Building is offline work (numpy, espeak-ng, sherpa-onnx), cached
 under ``<models_dir>/.cache/evalset/``; none of it is the real-time path.
 """
@@ -41,7 +44,11 @@ NOISE_ONLY_DBFS = -30.0
 """RMS level of ``noise_only``'s output."""
 SPEECH_LEVELS_DBFS = (-32.0, -20.0)
 """Range of a turn's active speech level (drawn per turn): callers are loud and quiet."""
-RECIPE_VERSION = 3
+HOLD_KINDS = ("natural", "spliced", "cut")
+"""What a hold is: the speaker's own pause in a recording or utterance; a silence between
+phrases synthesized apart (each ends like a finished utterance); a pause inserted at a word
+boundary mid-sentence, inside speech spoken in one breath."""
+RECIPE_VERSION = 4
 """Bump when the construction changes, so cached sets are rebuilt."""
 
 _BLOCK_MS = 10
@@ -50,6 +57,7 @@ _MIN_PIECE_S = 2.0
 _BABBLE_BED_S = 30.0
 _BABBLE_TALKERS = 6
 _PEAK_LIMIT = 0.95
+_CUT_FADE_MS = 5
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,8 @@ class EvalTurn:
     """What is said, where it is known exactly (scripted lines, beckett)."""
     noise: str | None = None
     """Kind of noise mixed in (one of ``NOISE_KINDS``); None for the clean variant."""
+    hold_kinds: tuple = ()
+    """One of ``HOLD_KINDS`` per hold, in order."""
 
     @property
     def duration_s(self):
@@ -125,6 +135,46 @@ SCRIPTED_LINES = (
 )
 """The scripted caller turns; Piper lines are built only when the voice is fetched."""
 
+@dataclass(frozen=True)
+class MidSentenceCut:
+    """Speech spoken in one breath with a pause of known length inserted at a word boundary."""
+
+    name: str
+    source: str
+    """``beckett`` or ``two_cities`` (the recordings), or ``piper`` (one utterance of the voice)."""
+    text: str
+    """What is said, ``|`` where the pause goes."""
+    cut_s: float
+    """Where the pause goes: seconds into the recording, or into the trimmed Piper utterance."""
+    pause_ms: int
+    start_s: float = 0.0
+    """Recordings: where the turn starts; it ends at the reader's next long pause after the cut."""
+
+    @property
+    def spoken(self):
+        return " ".join(self.text.replace("|", " ").split())
+
+
+MID_SENTENCE_CUTS = (
+    MidSentenceCut("cut-best", "two_cities", "It was the | best of times", 1.71, 650),
+    MidSentenceCut("cut-wisdom", "two_cities", "it was the age of | wisdom", 5.73, 450, start_s=4.90),
+    MidSentenceCut("cut-before", "two_cities", "we had everything before | us", 22.08, 750, start_s=21.10),
+    MidSentenceCut("cut-present", "two_cities", "so far like the | present period", 31.48, 550, start_s=28.90),
+    MidSentenceCut("cut-superlative", "two_cities", "in the superlative | degree", 39.86, 800, start_s=38.50),
+    MidSentenceCut("cut-better", "beckett", "Fail again. Fail | better.", 8.47, 600, start_s=5.90),
+    MidSentenceCut("cut-order-number", "piper", "my order number is | four five one two", 0.94, 700),
+    MidSentenceCut("cut-change", "piper", "I'd like to change the | delivery address", 1.03, 500),
+    MidSentenceCut("cut-wondering", "piper", "I was wondering if I could | change the address", 1.19, 800),
+    MidSentenceCut("cut-kettle", "piper", "I ordered a kettle | and it arrived broken", 0.90, 400),
+    MidSentenceCut("cut-delivered", "piper", "it was delivered on the | twelfth of March", 0.96, 600),
+    MidSentenceCut("cut-name", "piper", "the account is in the name of | Jane Doe", 1.27, 750),
+)
+"""The mid-sentence pauses. Each cut lies in the energy valley of a word boundary, found from the
+10 ms envelope and checked by transcribing both sides with Whisper tiny.en (the words before the
+``|`` on one side, the rest on the other). espeak-ng is left out: its intonation does not carry
+"unfinished" (whole espeak-ng lines cut this way scored "complete" by Smart Turn in 6 of 8 tries).
+Joins with no valley between the words (``the card ends in | seven``) are left out too."""
+
 BABBLE_LINES = (
     ("en-us+m1", "the meeting was moved to thursday afternoon because of the weather"),
     ("en-us+f3", "she said the train would be late again so we took the bus instead"),
@@ -160,6 +210,7 @@ def build_turn_set(models_dir=None, *, snrs=(None, 20, 10, 5, 0), telephone=True
         "sources": {name: _file_digest(path) for name, path in sources.items()},
         "piper": file_identity(voice_dir / "model.onnx") if with_piper else None,
         "lines": [[line.name, line.voice, line.speed, list(line.parts)] for line in SCRIPTED_LINES],
+        "cuts": [[c.name, c.source, c.text, c.cut_s, c.pause_ms, c.start_s] for c in MID_SENTENCE_CUTS],
         "babble": [list(line) for line in BABBLE_LINES],
     }
     cache_dir = models_dir / ".cache" / "evalset"
@@ -307,10 +358,15 @@ class _CleanTurn:
     clean: np.ndarray
     segments: tuple
     text: str | None
+    hold_kinds: tuple
 
 
 def _build(sources, synth, snrs, telephone, seed):
-    clean_turns = _recorded_turns(sources, seed) + _scripted_turns(synth)
+    recordings = {}
+    for name, path in sources.items():
+        audio, rate = read_wav(path)
+        recordings[name] = resample(audio, rate, RATE)
+    clean_turns = _recorded_turns(recordings, seed) + _scripted_turns(synth) + _cut_turns(recordings, synth, seed)
     bed = _babble_bed(synth)
     turns = []
     for index, source in enumerate(clean_turns):
@@ -336,22 +392,22 @@ def _build(sources, synth, snrs, telephone, seed):
         for tag, snr, kind, audio in variants:
             audio = clean if snr is None else (audio * headroom).astype(np.float32)
             turns.append(_turn(f"{source.name}/{tag}/wideband", audio, clean, RATE, labels,
-                               source.segments, snr, "wideband", source.text, kind))
+                               source.segments, snr, "wideband", source, kind))
             if telephone:
                 line = codecs.ulaw_decode(codecs.ulaw_encode(codecs.float32_to_pcm16(
                     resample(audio, RATE, TELEPHONE_RATE))))
                 turns.append(_turn(f"{source.name}/{tag}/g711", codecs.pcm16_to_float32(line),
                                    narrow_clean, TELEPHONE_RATE, labels, narrow_segments, snr,
-                                   "g711", source.text, kind))
+                                   "g711", source, kind))
     return turns
 
 
-def _turn(name, audio, clean, rate, labels, segments, snr, channel, text, noise):
+def _turn(name, audio, clean, rate, labels, segments, snr, channel, source, noise):
     return EvalTurn(name=name, audio=np.asarray(audio, dtype=np.float32), clean=clean,
                     sample_rate=rate, frame_ms=FRAME_MS, frame_labels=labels,
                     speech_segments=segments, holds=_holds(segments),
                     end_of_speech=segments[-1][1], snr_db=None if snr is None else float(snr),
-                    channel=channel, text=text, noise=noise)
+                    channel=channel, text=source.text, noise=noise, hold_kinds=source.hold_kinds)
 
 
 def _active_rms(clean, segments):
@@ -366,11 +422,8 @@ def _mix_at_snr(clean, segments, noise, snr_db):
     return clean + noise * math.sqrt(speech_power / noise_power / 10 ** (snr_db / 10))
 
 
-def _recorded_turns(sources, seed):
-    beckett, rate = read_wav(sources["beckett"])
-    beckett = resample(beckett, rate, RATE)
-    cities, rate = read_wav(sources["two_cities"])
-    cities = resample(cities, rate, RATE)
+def _recorded_turns(recordings, seed):
+    beckett, cities = recordings["beckett"], recordings["two_cities"]
     rng = np.random.default_rng([seed, 1000])
     turns = [_recorded_turn("beckett", beckett, (0, len(beckett)), BECKETT_TEXT, rng)]
     for number, span in enumerate(_sentence_pieces(cities), start=1):
@@ -378,20 +431,34 @@ def _recorded_turns(sources, seed):
     return turns
 
 
-def _recorded_turn(name, recording, span, text, rng):
+def _recorded_turn(name, recording, span, text, rng, cut=None):
     """A stretch of a recording, padded with room tone at its own noise level to the lead-in
-    and the trailing silence every turn has."""
+    and the trailing silence every turn has; with ``cut``, its pause inserted (room tone too)."""
     floor_db, peak_db = _speech_level_thresholds(recording, RATE)
-    piece = recording[span[0]:span[1]]
-    segments = _speech_segments(piece, RATE, floor_db, peak_db)
     tone_rms = _room_tone_rms(recording)
+    piece = recording[span[0]:span[1]]
+    inserted = None
+    if cut is not None:
+        at = int(round(cut.cut_s * RATE)) - span[0]
+        piece, inserted = _with_pause(piece, at, _tone_at_floor(cut.pause_ms * RATE // 1000, floor_db, rng))
+    segments = _speech_segments(piece, RATE, floor_db, peak_db)
     lead = max(0, int(LEAD_IN_S * RATE) - segments[0][0])
     trail = max(0, int(TRAILING_S * RATE) - (len(piece) - segments[-1][1]))
     total = _frame_multiple(lead + len(piece) + trail)
     trail = total - lead - len(piece)
     clean = np.concatenate([_coloured_noise("pink", lead, rng) * tone_rms, piece,
                             _coloured_noise("pink", trail, rng) * tone_rms]).astype(np.float32)
-    return _CleanTurn(name, clean, _speech_segments(clean, RATE, floor_db, peak_db), text)
+    segments = _speech_segments(clean, RATE, floor_db, peak_db)
+    inserted = None if inserted is None else (inserted[0] + lead, inserted[1] + lead)
+    return _CleanTurn(name, clean, segments, text, _hold_kinds(name, segments, "natural", inserted))
+
+
+def _tone_at_floor(length, floor_db, rng):
+    """Pink noise whose labelled energy (``_block_energy_db``) is the recording's floor: a pause
+    as quiet as the reader's own, never mistaken for speech by the labels."""
+    tone = _coloured_noise("pink", length, rng)
+    level_db = 10 * np.log10(np.mean(10 ** (_block_energy_db(tone, RATE) / 10)))
+    return tone * 10 ** ((floor_db - level_db) / 20)
 
 
 def _room_tone_rms(recording):
@@ -434,9 +501,74 @@ def _scripted_turns(synth):
         clean = np.zeros(_frame_multiple(len(speech) + int(TRAILING_S * RATE)), np.float32)
         clean[: len(speech)] = speech
         floor_db, peak_db = _speech_level_thresholds(clean, RATE)
+        segments = _speech_segments(clean, RATE, floor_db, peak_db)
         turns.append(_CleanTurn(f"{'piper' if line.voice == 'piper' else 'espeak'}/{line.name}",
-                                clean, _speech_segments(clean, RATE, floor_db, peak_db), line.text))
+                                clean, segments, line.text, ("spliced",) * (len(segments) - 1)))
     return turns
+
+
+def _cut_turns(recordings, synth, seed):
+    """The mid-sentence pauses (``MID_SENTENCE_CUTS``): recordings from their start to the reader's
+    next long pause after the cut, and whole Piper utterances (when the voice is fetched)."""
+    turns = []
+    for number, cut in enumerate(MID_SENTENCE_CUTS):
+        name = f"{cut.source}/{cut.name}"
+        if cut.source == "piper":
+            if synth.has_piper:
+                turns.append(_synthesized_cut_turn(name, cut, _trimmed(synth.speak(cut.spoken, "piper", 1.0))))
+            continue
+        recording = recordings[cut.source]
+        span = (int(round(cut.start_s * RATE)), _next_long_pause(recording, int(round(cut.cut_s * RATE))))
+        rng = np.random.default_rng([seed, 2000 + number])
+        text = cut.spoken if cut.source == "beckett" else None
+        turns.append(_recorded_turn(name, recording, span, text, rng, cut))
+    return turns
+
+
+def _next_long_pause(recording, after):
+    """The middle of the first pause of at least 350 ms that starts a word or more after ``after``
+    (or the recording's end): where a reader's phrase ends."""
+    floor_db, peak_db = _speech_level_thresholds(recording, RATE)
+    segments = _speech_segments(recording, RATE, floor_db, peak_db)
+    cut_gap = _CUT_PAUSE_MS * RATE // 1000
+    for (_, end), (next_start, _) in zip(segments, segments[1:] + ((len(recording), None),)):
+        if end > after + RATE // 4 and next_start - end >= cut_gap:
+            return min(end + (next_start - end) // 2, end + int(0.3 * RATE))
+    return len(recording)
+
+
+def _synthesized_cut_turn(name, cut, speech):
+    at = int(round(cut.cut_s * RATE))
+    speech, inserted = _with_pause(speech, at, np.zeros(cut.pause_ms * RATE // 1000, np.float32))
+    lead = int(LEAD_IN_S * RATE)
+    clean = np.zeros(_frame_multiple(lead + len(speech) + int(TRAILING_S * RATE)), np.float32)
+    clean[lead: lead + len(speech)] = speech
+    floor_db, peak_db = _speech_level_thresholds(clean, RATE)
+    segments = _speech_segments(clean, RATE, floor_db, peak_db)
+    inserted = (inserted[0] + lead, inserted[1] + lead)
+    return _CleanTurn(name, clean, segments, cut.spoken, _hold_kinds(name, segments, "natural", inserted))
+
+
+def _with_pause(speech, at, pause):
+    """``speech`` with ``pause`` inserted at sample ``at``, the speech faded out and in over 5 ms
+    around it (no click); returns it and the pause's sample range."""
+    fade = np.sin(np.linspace(0.0, np.pi / 2, RATE * _CUT_FADE_MS // 1000)) ** 2
+    before, after = np.array(speech[:at], np.float32), np.array(speech[at:], np.float32)
+    before[len(before) - len(fade):] *= fade[::-1]
+    after[: len(fade)] *= fade
+    return np.concatenate([before, pause.astype(np.float32), after]), (at, at + len(pause))
+
+
+def _hold_kinds(name, segments, kind, inserted):
+    """``kind`` for every hold, except ``cut`` for the one holding the inserted pause."""
+    kinds = [kind] * (len(segments) - 1)
+    if inserted is not None:
+        middle = (inserted[0] + inserted[1]) // 2
+        holding = [i for i, (start, end) in enumerate(_holds(segments)) if start <= middle < end]
+        if not holding:
+            raise ValueError(f"{name}: the inserted pause is not a hold; the cut is not at a word boundary")
+        kinds[holding[0]] = "cut"
+    return tuple(kinds)
 
 
 def _trimmed(samples):
@@ -547,7 +679,7 @@ def _file_digest(path):
 
 
 _TURN_FIELDS = ("name", "sample_rate", "frame_ms", "speech_segments", "holds", "end_of_speech",
-                "snr_db", "channel", "text", "noise")
+                "snr_db", "channel", "text", "noise", "hold_kinds")
 
 
 def _save_set(path, turns):
@@ -568,6 +700,7 @@ def _load_set(path):
         fields = {f: entry[f] for f in _TURN_FIELDS}
         fields["speech_segments"] = tuple(tuple(s) for s in fields["speech_segments"])
         fields["holds"] = tuple(tuple(h) for h in fields["holds"])
+        fields["hold_kinds"] = tuple(fields["hold_kinds"])
         turns.append(EvalTurn(audio=loaded[f"audio{i}"], clean=loaded[entry["clean"]],
                               frame_labels=loaded[entry["labels"]], **fields))
     return turns

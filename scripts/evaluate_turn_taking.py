@@ -16,10 +16,11 @@ Smart Turn scores every silence span of the clean-signal labels once per action 
 audio the detector hears (up to the last 8 s, G.711 resampled to 16 kHz), over the clean wideband,
 clean G.711 and 10 dB turns; the threshold x action_delay x timeout grid and the VAD-only baseline
 (timeout alone) are then scored from those cached scores. The issue's figure (median delay after a
-complete turn, share of 400-900 ms mid-turn pauses cut) is printed for all turns, then for the
-recorded and the synthesized turns apart: each TTS phrase is spoken as an utterance of its own and
-spliced with silence, and Smart Turn hears most such splices as finished ("my order number is",
-"can you check", "the postcode is": p 0.86-0.98), so those holds say little about real callers.
+complete turn, share of 400-900 ms mid-sentence pauses cut) counts the holds of kind ``cut``: a
+pause inserted at a word boundary in speech spoken in one breath (``MID_SENTENCE_CUTS``). It is
+printed again for the other kinds of pause beside them: the speakers' own (beckett's between
+sentences, two_cities' at commas) and those between TTS phrases synthesized apart, each of which
+ends like a finished utterance ("my order number is" alone: p 0.86-0.98), and per source.
 
 Run: ``.venv/bin/python scripts/evaluate_turn_taking.py [--hangovers 500 800] [--acoustic | --acoustic-only]``
 """
@@ -37,7 +38,7 @@ from parley.core import bargein, endpointer
 from parley.core.bargein import BargeInSettings
 from parley.core.echoset import build_echo_set
 from parley.core.endpointer import EndpointerSettings, EndpointEvent
-from parley.core.evalset import RATE, build_turn_set, resample
+from parley.core.evalset import HOLD_KINDS, RATE, build_turn_set, resample
 
 BASELINE_TIMEOUTS_MS = tuple(range(200, 1700, 100))
 
@@ -329,14 +330,27 @@ def print_acoustic_sweep(models_dir):
             print(f"{'-' if threshold is None else threshold:>9} {'-' if delay is None else delay:>6} {timeout:>6}ms "
                   f"{lat.mean():>11.0f}ms {np.median(lat):>5.0f}ms {np.percentile(lat, 90):>4.0f}ms {100 * rate:>13.1f} %")
 
-    # The issue's figure, on all turns and then by where the speech comes from.
+    # The issue's figure: every complete turn, and the mid-sentence pauses (holds of kind "cut");
+    # then the same on each other kind of pause, and by where the speech comes from.
     families = [SOURCE_FAMILIES.get(turn.name.split("/")[0], "other") for turn in turns]
-    subsets = {"all turns": spans}
+    kinds = [turn.hold_kinds + ("eot",) for turn in turns]
+    labelled = [(family, kind, span) for family, turn_kinds, turn_spans in zip(families, kinds, per_turn)
+                for kind, span in zip(turn_kinds, turn_spans)]
+
+    def subset(pause_kinds, family=None):
+        return [span for f, kind, span in labelled if (family is None or f == family) and kind in ("eot", *pause_kinds)]
+
+    headline = subset(("cut",))
+    print_issue_figure("mid-sentence pauses (a pause inserted at a word boundary in speech spoken in one breath)", headline)
+    for kind, what in (("natural", "the speakers' own pauses"), ("spliced", "pauses between TTS phrases spoken apart")):
+        print_issue_figure(f"{what} (holds of kind {kind!r})", subset((kind,)))
     for family in sorted(set(families)):
-        subsets[f"{family} speech"] = [span for f, turn_spans in zip(families, per_turn) if f == family
-                                       for span in turn_spans]
-    for label, subset in subsets.items():
-        print_issue_figure(label, subset)
+        print_issue_figure(f"{family} speech, mid-sentence pauses", subset(("cut",), family))
+    policy, _ = issue_policies(headline)["cut"]
+    print(f"\nThe mid-sentence policy (cut) t={policy[0]} d={policy[1]} to={policy[2]} on each kind of pause of "
+          f"{ISSUE_PAUSE_MS[0]}-{ISSUE_PAUSE_MS[1]} ms: " + "; ".join(
+              "{}: {}/{} cut".format(kind, *issue_figures(subset((kind,)), *policy)[2:]) for kind in HOLD_KINDS))
+    subsets = {f"{family} speech": subset(HOLD_KINDS, family) for family in sorted(set(families))}
 
     print("\nSmart Turn alone, per action delay (p = p(complete) at that much silence)")
     print(f"{'delay':>6} {'eot spans':>10} {'holds scored':>13} {'AUC eot>hold':>13} {'eot p>=0.5':>11} "
@@ -347,8 +361,9 @@ def print_acoustic_sweep(models_dir):
               f"{100 * np.mean(eot >= 0.5):>9.1f} % {100 * np.mean(hold >= 0.5):>10.1f} % "
               f"{100 * np.mean(eot >= 0.9):>9.1f} % {100 * np.mean(hold >= 0.9):>10.1f} %")
     print("  by source, AUC eot>hold per action delay: " + "; ".join(
-        f"{label} " + " ".join(f"{score_auc(*eot_and_hold_scores(subset, delay)):.2f}" for delay in ACOUSTIC_ACTION_DELAYS_MS)
-        for label, subset in subsets.items() if label != "all turns"))
+        f"{label} " + " ".join(f"{score_auc(*eot_and_hold_scores(family_spans, delay)):.2f}"
+                               for delay in ACOUSTIC_ACTION_DELAYS_MS)
+        for label, family_spans in subsets.items()))
 
 
 def eot_and_hold_scores(spans, delay):

@@ -170,3 +170,40 @@ def test_the_offline_resampler_keeps_a_tone_and_removes_what_cannot_be_carried()
 def test_missing_recordings_say_what_to_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="parley models fetch"):
         evalset.build_turn_set(tmp_path)
+
+
+@pytest.mark.models
+def test_every_hold_says_what_kind_of_pause_it_is(turn_set):
+    for turn in turn_set:
+        assert len(turn.hold_kinds) == len(turn.holds), turn.name
+        assert set(turn.hold_kinds) <= set(evalset.HOLD_KINDS), turn.name
+    kinds = {turn.name.split("/")[0]: set() for turn in turn_set}
+    for turn in turn_set:
+        kinds[turn.name.split("/")[0]] |= set(turn.hold_kinds)
+    assert kinds["espeak"] == {"spliced"}
+    assert "cut" in kinds["two_cities"] and "cut" in kinds["beckett"]
+
+
+@pytest.mark.models
+@pytest.mark.parametrize("cut", evalset.MID_SENTENCE_CUTS, ids=lambda cut: cut.name)
+def test_a_mid_sentence_pause_is_one_hold_of_the_length_it_was_built_with(by_name, cut):
+    name = f"{cut.source}/{cut.name}/clean/wideband"
+    if name not in by_name:
+        pytest.skip("the Piper voice is not fetched: run `parley models fetch --for test`")
+    for channel, rate in (("wideband", RATE), ("g711", TELEPHONE_RATE)):
+        turn = by_name[f"{cut.source}/{cut.name}/clean/{channel}"]
+        cuts = [(end - start) * 1000 / rate for (start, end), kind in zip(turn.holds, turn.hold_kinds) if kind == "cut"]
+        assert len(cuts) == 1, (channel, turn.hold_kinds)
+        # The inserted pause, plus at most the word boundary's own silence on either side.
+        assert cut.pause_ms - 20 <= cuts[0] <= cut.pause_ms + 120, (channel, cuts)
+        assert 400 <= cuts[0] <= 900
+
+
+def test_a_pause_that_lands_inside_a_word_is_refused():
+    speech = np.sin(np.arange(RATE) * 2 * np.pi * 200 / RATE).astype(np.float32)
+    with_pause, inserted = evalset._with_pause(speech, RATE // 2, np.zeros(RATE // 2, np.float32))
+    assert len(with_pause) == len(speech) + RATE // 2 and inserted == (RATE // 2, RATE)
+    segments = ((0, RATE // 2), (RATE, len(with_pause)))
+    assert evalset._hold_kinds("t", segments, "natural", inserted) == ("cut",)
+    with pytest.raises(ValueError, match="not a hold"):
+        evalset._hold_kinds("t", ((0, len(with_pause)),), "natural", inserted)
