@@ -239,7 +239,8 @@ class CallLoop:
             self._events.append(self._face.TurnPaused(ep.event_sample))
             if self._acoustic is not None:
                 tail = self.turn_audio(max(0, ep.event_sample - ACOUSTIC_WINDOW_S * self.settings.line_rate))
-                self._acoustic.request(self.call_key, tail, ep.event_sample)
+                turn_samples = (ep.event_sample - ep.stt_start_sample) * ANALYSIS_RATE // self.settings.line_rate
+                self._acoustic.request(self.call_key, tail, ep.event_sample, turn_samples)
                 self._acoustic_pending = True
         else:
             self._cancel_acoustic()
@@ -256,7 +257,8 @@ class CallLoop:
         self._acoustic_pending = False
         if verdict.complete and self.endpointer.end_turn_now(verdict.sample) == _END_OF_TURN:
             ep = self.endpointer
-            self._events.append(self._face.TurnEnded(ep.event_sample, ep.speech_end_sample, "acoustic"))
+            self._events.append(self._face.TurnEnded(ep.event_sample, ep.speech_end_sample, "acoustic",
+                                                     verdict.transcript))
 
     def _cancel_acoustic(self):
         if self._acoustic_pending:

@@ -8,8 +8,10 @@ worker thread and the 20 ms loop only ever hands audio over and picks verdicts u
 between scorings, never during one).
 
 The model alone is not trusted (see the End-of-turn caution in MODELS.md): it misjudges plainly
-finished questions and flips on inaudible dither. The endpointer combines its verdict with the
-silence timing and the STT text; this module only scores.
+finished questions and flips on inaudible dither. Given a ``transcriber`` (audio -> the words so
+far; on a call, the STT worker over the bus), the stage asks it whenever the model says
+"complete", and the verdict is "complete" only when the words do not say "unfinished" too
+(``parley.core.turn_text``). The endpointer falls back to silence timing otherwise.
 
 Input, as the model was trained (pipecat-ai/smart-turn ``train.py``) and as Pipecat 1.14.0's
 ``LocalSmartTurnAnalyzerV3`` feeds it: the last 8 s at 16 kHz, left-padded with zeros when
@@ -20,6 +22,7 @@ sigmoid probability of "complete" (the graph ends in a Sigmoid; Pipecat threshol
 that way; ours matched every feature to 1e-5.
 """
 
+import dataclasses
 import logging
 import threading
 import time
@@ -30,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from parley.core.logmel import N_MELS, SAMPLE_RATE, LogMelSpectrogram, frame_count
+from parley.core.turn_text import transcript_sounds_unfinished
 
 log = logging.getLogger("parley.core.acoustic_turn")
 
@@ -54,13 +58,14 @@ class AcousticTurnConfigError(ValueError):
 class AcousticTurnSettings:
     """How the acoustic end-of-turn stage decides and how hard it works; defaults sit by each field."""
 
-    threshold: float = 0.5
-    """p(complete) at or above which a verdict says "complete": the model's own decision point.
-    On our probe turns (scripts/acoustic_turn_probe.py, clean: 11 finished, 14 cut mid-sentence)
-    it ranks finished above unfinished with AUC 0.80: at 0.5 it passes 9/11 finished and 4/14
-    unfinished, at 0.9 4/11 and 2/14. On the evaluation set's recorded turns AUC is 0.61-0.69, on
-    its TTS turns 0.34-0.47 (scripts/evaluate_turn_taking.py --acoustic-only). Set it from an
-    eot-bench style sweep together with the endpointer's timing, not from this default."""
+    threshold: float = 0.9
+    """p(complete) at or above which a verdict says "complete" (Pipecat uses 0.5, the model's own
+    decision point). On the evaluation set's recorded speech, with the words as a second check,
+    asked after 100 ms of silence with a 900 ms hangover: 0.9 ends complete turns 100 ms after the
+    last word (median, before compute) and cuts 2 of 24 mid-sentence pauses; 0.8 cuts 3, 0.5 more
+    (scripts/evaluate_turn_taking.py --acoustic-only). Smart Turn ranks finished above unfinished
+    turns with AUC 0.71 on recorded speech and below chance (0.44) on synthesized speech, where no
+    threshold ends most complete turns early."""
     action_delay_ms: int = 200
     """Silence the VAD must see before the endpointer asks for a verdict: scoring while the
     caller is still talking wastes compute and the model was trained on audio that ends in a pause."""
@@ -186,6 +191,8 @@ class AcousticTurnVerdict:
     """Requests scored in that run: they shared ``compute_ms``."""
     not_scored: str = ""
     """Why the audio was not scored (too short, wrong type, model failure); empty when it was."""
+    transcript: str | None = None
+    """The words so far, when the stage has a transcriber and the model said "complete"."""
 
 
 @dataclass(slots=True)
@@ -194,6 +201,7 @@ class _Request:
     call_key: object
     audio: np.ndarray
     sample: int
+    turn_samples: int
 
 
 class AcousticTurnStage:
@@ -201,12 +209,14 @@ class AcousticTurnStage:
 
     One request per call is outstanding at a time: a newer request supersedes an older one that
     is still queued, and the verdict of one already being scored is dropped when it lands.
-    ``model`` is anything with ``score_batch(list of 16 kHz float32 arrays) -> list of floats``.
+    ``model`` is anything with ``score_batch(list of 16 kHz float32 arrays) -> list of floats``;
+    ``transcriber``, if given, anything with ``transcribe(16 kHz float32 array) -> str``.
     """
 
-    def __init__(self, model, settings=None):
+    def __init__(self, model, settings=None, transcriber=None):
         self.settings = settings or AcousticTurnSettings()
         self._model = model
+        self._transcriber = transcriber
         self._tickets = count(1)
         self._latest = {}
         self._pending = {}
@@ -218,16 +228,19 @@ class AcousticTurnStage:
         self._worker.start()
 
     @classmethod
-    def from_models_dir(cls, models_dir, settings=None, providers=None):
+    def from_models_dir(cls, models_dir, settings=None, providers=None, transcriber=None):
         """A stage over the fetched Smart Turn model, with ``settings.intra_op_threads``."""
         settings = settings or AcousticTurnSettings()
-        return cls(SmartTurnModel.from_models_dir(models_dir, providers, settings.intra_op_threads), settings)
+        return cls(SmartTurnModel.from_models_dir(models_dir, providers, settings.intra_op_threads), settings,
+                   transcriber)
 
-    def request(self, call_key, audio_16k, sample):
+    def request(self, call_key, audio_16k, sample, turn_samples=None):
         """Ask for a verdict on ``audio_16k`` (the call's recent audio, ending at ``sample``); returns at once.
 
-        The last 8 s are copied, so the caller may reuse its buffer. Audio that cannot be scored
-        gets a "not scored" verdict instead of an exception: the loop must never fall over.
+        ``turn_samples``: how much of its end is the caller's current turn, the part the
+        transcriber hears (all of it when None). The last 8 s are copied, so the caller may reuse
+        its buffer. Audio that cannot be scored gets a "not scored" verdict instead of an
+        exception: the loop must never fall over.
         """
         audio = np.asarray(audio_16k)
         problem = self._problem(audio)
@@ -238,7 +251,9 @@ class AcousticTurnStage:
             if not problem:
                 ticket = next(self._tickets)
                 self._latest[call_key] = ticket
-                self._pending[call_key] = _Request(ticket, call_key, np.array(audio[-WINDOW_SAMPLES:], dtype=np.float32), sample)
+                kept = np.array(audio[-WINDOW_SAMPLES:], dtype=np.float32)
+                turn = kept.size if turn_samples is None else max(1, min(int(turn_samples), kept.size))
+                self._pending[call_key] = _Request(ticket, call_key, kept, sample, turn)
                 self._cond.notify_all()
                 return
             self._latest.pop(call_key, None)
@@ -319,8 +334,31 @@ class AcousticTurnStage:
             log.exception("acoustic_turn_failed requests=%d", len(batch))
             return [AcousticTurnVerdict(float("nan"), False, r.sample, 0.0, len(batch), f"model failed: {exc!r}") for r in batch]
         compute_ms = (time.perf_counter() - started) * 1000.0
+        log.debug("acoustic_turn_scored p=%s compute_ms=%.0f", [round(float(p), 2) for p in probabilities], compute_ms)
         threshold = self.settings.threshold
-        return [
-            AcousticTurnVerdict(p, p >= threshold, r.sample, compute_ms, len(batch))
-            for r, p in zip(batch, probabilities)
-        ]
+        verdicts = []
+        for request, p in zip(batch, probabilities):
+            verdict = AcousticTurnVerdict(p, p >= threshold, request.sample, compute_ms, len(batch))
+            if verdict.complete and self._transcriber is not None:
+                verdict = self._with_transcript(request, verdict)
+            verdicts.append(verdict)
+        return verdicts
+
+    def _with_transcript(self, request, verdict):
+        """The verdict once the words so far are heard: still "complete" only if they sound finished.
+        A transcriber that fails leaves the turn to silence timing."""
+        with self._cond:
+            superseded = self._latest.get(request.call_key) != request.ticket
+        if superseded:
+            return verdict  # nobody will read it: spare the transcriber
+        started = time.perf_counter()
+        try:
+            text = self._transcriber.transcribe(request.audio[-request.turn_samples:])
+        except Exception as exc:
+            log.warning("acoustic_turn_transcript_failed call_key=%s error=%r", request.call_key, exc)
+            return dataclasses.replace(verdict, complete=False, not_scored=f"transcriber failed: {exc!r}")
+        compute_ms = verdict.compute_ms + (time.perf_counter() - started) * 1000.0
+        log.debug("acoustic_turn_words call_key=%s p=%.2f words=%r unfinished=%s compute_ms=%.0f", request.call_key,
+                  verdict.probability, text, transcript_sounds_unfinished(text), compute_ms)
+        return dataclasses.replace(verdict, complete=not transcript_sounds_unfinished(text), compute_ms=compute_ms,
+                                   transcript=text)

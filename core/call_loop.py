@@ -92,6 +92,9 @@ class TurnEnded:
     reason: str
     """``silence`` (the hangover ran out), ``acoustic`` (the end-of-turn model said complete)
     or ``max_turn`` (the turn hit ``max_turn_ms`` and was cut)."""
+    transcript: str | None = None
+    """What the caller said, when the acoustic stage's transcriber already heard it (``acoustic``
+    only): the turn need not be transcribed again."""
 
 
 @dataclass(frozen=True)

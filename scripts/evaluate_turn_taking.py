@@ -33,12 +33,15 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
+from parley.appliance.agent.config import END_OF_TURN
 from parley.appliance.config import load_settings
 from parley.core import bargein, endpointer
+from parley.core.acoustic_turn import AcousticTurnSettings, SmartTurnModel
 from parley.core.bargein import BargeInSettings
 from parley.core.echoset import build_echo_set
 from parley.core.endpointer import EndpointerSettings, EndpointEvent
 from parley.core.evalset import HOLD_KINDS, RATE, build_turn_set, resample
+from parley.core.turn_text import transcript_sounds_unfinished
 
 BASELINE_TIMEOUTS_MS = tuple(range(200, 1700, 100))
 
@@ -49,12 +52,17 @@ ACOUSTIC_ACTION_DELAYS_MS = (100, 200, 300, 500)
 ACOUSTIC_TIMEOUTS_MS = tuple(range(300, 2001, 100))
 LATENCY_BUDGETS_MS = (300, 600)
 CUTOFF_BUDGETS = (0.05, 0.10)
+TRANSCRIPT_DELAY_MS = 100
+"""Silence after which the turn so far is transcribed for the text check (scores before it are unvetoed)."""
 ISSUE_PAUSE_MS = (400, 900)
 """The issue's mid-sentence pauses: holds this long, in ms, inclusive."""
 ISSUE_CUT_BUDGET = 0.10
 """The issue's bound on the share of those pauses that may end the turn early."""
 ISSUE_DELAY_BUDGET_MS = 350
 """The issue's bound on the median delay after the end of a complete turn."""
+SHIPPED = (AcousticTurnSettings().threshold, END_OF_TURN["acoustic"]["short_silence_ms"], END_OF_TURN["acoustic"]["hangover_ms"])
+"""The policy an agent's call runs by default: Smart Turn's threshold, asked after ``short_silence_ms``,
+the hangover as timeout (``parley.appliance.agent.config.END_OF_TURN``)."""
 SOURCE_FAMILIES = {"beckett": "recorded", "two_cities": "recorded", "espeak": "synthesized", "piper": "synthesized"}
 """Turn name prefix -> where its speech comes from: real readings, or TTS phrases spliced with silence."""
 
@@ -282,6 +290,36 @@ def acoustic_span_scores(turns, model, batch=8):
     return out, len(jobs)
 
 
+def span_transcripts(turns, recognizer, delay_ms=TRANSCRIPT_DELAY_MS):
+    """Per turn, per silence span: the turn so far transcribed ``delay_ms`` into the span (None
+    when the span is shorter), and the seconds all transcriptions took."""
+    out, started = [], time.perf_counter()
+    for turn in turns:
+        texts = []
+        for start, span_ms, _ in silence_spans(turn):
+            end = start + delay_ms * turn.sample_rate // 1000
+            texts.append(recognizer.transcribe(np.ascontiguousarray(turn.audio[:end]), turn.sample_rate).text
+                         if delay_ms < span_ms else None)
+        out.append(texts)
+    return out, time.perf_counter() - started
+
+
+def with_transcript_veto(per_turn, per_turn_texts, delay_ms=TRANSCRIPT_DELAY_MS):
+    """The spans, each score at or after ``delay_ms`` set to 0 where the transcript sounds unfinished:
+    the policy "Smart Turn says complete *and* the words do not say unfinished"."""
+    vetoed = []
+    for spans, texts in zip(per_turn, per_turn_texts):
+        turn_spans = []
+        for (span_ms, is_eot, scores), text in zip(spans, texts):
+            if text is not None and transcript_sounds_unfinished(text):
+                scores = {d: (0.0 if d >= delay_ms else p) for d, p in scores.items()}
+            elif text is None:
+                scores = {d: p for d, p in scores.items() if d < delay_ms}
+            turn_spans.append((span_ms, is_eot, scores))
+        vetoed.append(turn_spans)
+    return vetoed
+
+
 def _fmt(value, unit):
     if value is None:
         return "n/a"
@@ -289,8 +327,6 @@ def _fmt(value, unit):
 
 
 def print_acoustic_sweep(models_dir):
-    from parley.core.acoustic_turn import SmartTurnModel
-
     turns = [t for t in build_turn_set(models_dir) if t.snr_db in ACOUSTIC_SNRS]
     model = SmartTurnModel.from_models_dir(models_dir)
     started = time.perf_counter()
@@ -351,6 +387,24 @@ def print_acoustic_sweep(models_dir):
           f"{ISSUE_PAUSE_MS[0]}-{ISSUE_PAUSE_MS[1]} ms: " + "; ".join(
               "{}: {}/{} cut".format(kind, *issue_figures(subset((kind,)), *policy)[2:]) for kind in HOLD_KINDS))
     subsets = {f"{family} speech": subset(HOLD_KINDS, family) for family in sorted(set(families))}
+
+    # Smart Turn with the text check (core/turn_text.py): the turn so far transcribed by the STT model.
+    from parley.appliance.speech.stt import Recognizer
+
+    recognizer = Recognizer.from_dir(models_dir / "whisper-tiny.en")
+    texts, seconds = span_transcripts(turns, recognizer)
+    count = sum(text is not None for turn_texts in texts for text in turn_texts)
+    print(f"\n--- Smart Turn + transcript (whisper-tiny.en, the turn so far at {TRANSCRIPT_DELAY_MS} ms of "
+          f"silence; {count} transcriptions, {1000 * seconds / max(count, 1):.0f} ms each on this machine; "
+          "the decision waits for the slower of the two) ---")
+    vetoed = [span for turn_spans in with_transcript_veto(per_turn, texts) for span in turn_spans]
+    labelled = [(family, kind, span) for (family, kind, _), span in zip(labelled, vetoed)]
+    headline = subset(("cut",))
+    print_issue_figure("mid-sentence pauses, Smart Turn + transcript", headline)
+    for kind, what in (("natural", "the speakers' own pauses"), ("spliced", "pauses between TTS phrases spoken apart")):
+        print_issue_figure(f"{what}, Smart Turn + transcript", subset((kind,)))
+    for family in sorted(set(families)):
+        print_issue_figure(f"{family} speech, mid-sentence pauses, Smart Turn + transcript", subset(("cut",), family))
 
     print("\nSmart Turn alone, per action delay (p = p(complete) at that much silence)")
     print(f"{'delay':>6} {'eot spans':>10} {'holds scored':>13} {'AUC eot>hold':>13} {'eot p>=0.5':>11} "
@@ -417,6 +471,7 @@ def print_issue_figure(label, spans):
     chosen = issue_policies(spans)
     contenders = [(f"smart turn t={t} d={d} to={to} ({why})", t, d, to)
                   for why, ((t, d, to), _) in (("cut", chosen["cut"]), ("delay", chosen["delay"]))]
+    contenders.append((f"shipped t={SHIPPED[0]} d={SHIPPED[1]} to={SHIPPED[2]}", *SHIPPED))
     contenders += [(f"vad-only hangover {t} ms", math.inf, 0, t) for t in (500, 800)]
     eots = sum(is_eot for _, is_eot, _ in spans)
     print(f"\nThe issue's figure, {label} ({eots} complete turns, {len(issue_pauses(spans))} mid-turn pauses "

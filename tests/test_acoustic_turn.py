@@ -274,6 +274,63 @@ def test_a_model_failure_becomes_a_not_scored_verdict_and_the_worker_carries_on(
     assert (recovered.probability, recovered.complete, recovered.sample) == (0.9, True, 2)
 
 
+class ScriptedTranscriber:
+    """Says what it is told, by the audio's tag; raises for a tag it was told to fail on."""
+
+    def __init__(self, texts):
+        self.texts = texts
+        self.heard = []
+
+    def transcribe(self, audio):
+        tag = round(float(audio[0]), 2)
+        self.heard.append(tag)
+        if isinstance(self.texts[tag], Exception):
+            raise self.texts[tag]
+        return self.texts[tag]
+
+
+class ConstantModel:
+    def score_batch(self, audios):
+        return [float(a[0]) for a in audios]
+
+
+@pytest.mark.parametrize("text, complete", [
+    ("Can you help me with a refund?", True),
+    ("My order number is", False),
+    ("I was wondering if I could...", False),
+    ("", False),
+])
+def test_with_a_transcriber_complete_also_needs_words_that_sound_finished(text, complete):
+    transcriber = ScriptedTranscriber({0.95: text})
+    with AcousticTurnStage(ConstantModel(), transcriber=transcriber) as stage:
+        stage.request("call", tagged(0.95), sample=5)
+        verdict = settled(stage).poll("call")
+    assert (verdict.complete, verdict.transcript, verdict.probability) == (complete, text, pytest.approx(0.95))
+
+
+def test_the_transcriber_is_asked_only_when_the_model_says_complete():
+    transcriber = ScriptedTranscriber({0.6: "Thank you.", 0.95: "Thank you."})
+    with AcousticTurnStage(ConstantModel(), transcriber=transcriber) as stage:
+        stage.request("unsure", tagged(0.6), sample=1)
+        unsure = settled(stage).poll("unsure")
+        stage.request("sure", tagged(0.95), sample=1)
+        sure = settled(stage).poll("sure")
+    assert transcriber.heard == [0.95]
+    assert (unsure.complete, unsure.transcript) == (False, None)
+    assert (sure.complete, sure.transcript) == (True, "Thank you.")
+
+
+def test_a_transcriber_failure_leaves_the_turn_to_silence_timing_and_the_worker_carries_on():
+    transcriber = ScriptedTranscriber({0.92: ConnectionError("stt worker gone"), 0.95: "Bye."})
+    with AcousticTurnStage(ConstantModel(), transcriber=transcriber) as stage:
+        stage.request("call", tagged(0.92), sample=1)
+        failed = settled(stage).poll("call")
+        stage.request("call", tagged(0.95), sample=2)
+        recovered = settled(stage).poll("call")
+    assert not failed.complete and "stt worker gone" in failed.not_scored
+    assert recovered.complete and recovered.transcript == "Bye."
+
+
 def test_close_returns_at_once_and_drops_queued_and_later_requests():
     model = HeldModel()
     stage = AcousticTurnStage(model)

@@ -120,6 +120,14 @@ def test_turn_eagerness_presets_the_endpointer_and_turn_taking_overrides_it(tmp_
     assert error_for(tmp_path, MINIMAL + "conversation: {max_call_s: 1}\n").field_path == "conversation.max_call_s"
 
 
+def test_the_end_of_turn_is_acoustic_unless_the_agent_asks_for_silence_alone(tmp_path):
+    assert load_agent(write_agent(tmp_path, MINIMAL)).conversation.end_of_turn == "acoustic"
+    quiet = load_agent(write_agent(tmp_path, MINIMAL + "conversation: {end_of_turn: silence}\n"))
+    assert quiet.conversation.end_of_turn == "silence"
+    error = error_for(tmp_path, MINIMAL + "conversation: {end_of_turn: telepathy}\n")
+    assert error.field_path == "conversation.end_of_turn" and "acoustic, silence" in str(error)
+
+
 def test_a_criterion_check_must_be_a_known_one(tmp_path):
     wrong = MINIMAL + "evaluation_criteria:\n  - {id: done, description: Done., check: vibes}\n"
     assert error_for(tmp_path, wrong).field_path == "evaluation_criteria[0].check"

@@ -67,6 +67,27 @@ class QuietThenSpeaks:
         return frame
 
 
+class SpeaksAt:
+    """Silent but for real spoken lines (beckett.wav pieces), each from its own second of the call."""
+
+    def __init__(self, *lines):
+        self.lines = [(line, int(at_s * RATE)) for line, at_s in lines]
+        self.frame = RATE // 50
+
+    @property
+    def done(self):
+        return False
+
+    def next_frame(self, session, sample):
+        frame = np.zeros(self.frame, np.float32)
+        for line, start in self.lines:
+            offset = sample - start
+            if 0 <= offset < line.shape[0]:
+                part = line[offset:offset + self.frame]
+                frame[:part.shape[0]] += part
+        return frame
+
+
 def session_for(router, silero, tmp_path, **flow):
     acme = load_agent(ACME_DIR, variables={"var": str(tmp_path)})
     acme = replace(acme, conversation=replace(acme.conversation, **flow))
@@ -94,6 +115,25 @@ def test_no_filler_when_the_reply_comes_in_time(router, silero, beckett, tmp_pat
     run_call(session, QuietThenSpeaks(beckett, after_s=1.5), max_seconds=12)
     answered = [t for t in session.turns if t.caller_text]
     assert answered and not answered[0].filler
+
+
+def test_a_reply_not_yet_playing_is_dropped_when_the_caller_goes_on_and_both_parts_are_answered_once(
+        router, silero, models_dir, tmp_path):
+    # "Ever failed." ends a turn; 1 s later, while the agent still thinks (3 s), the caller goes on
+    # for 3.5 s ("Ever tried. Ever failed. No matter."): the first reply would be ready mid-speech.
+    full = read_wav(fetched(models_dir, "beckett", "beckett.wav"), RATE)
+    first = full[int(1.6 * RATE): int(2.9 * RATE)]
+    went_on = np.concatenate([full[int(0.2 * RATE): int(1.55 * RATE)], full[int(1.9 * RATE): int(2.9 * RATE)],
+                              full[int(3.0 * RATE): int(4.15 * RATE)]])
+    went_on_at = 3.3
+    session = session_for(router, silero, tmp_path, soft_timeout_ms=0, silence_timeout_s=0)
+    audio = run_call(session, SpeaksAt((first, 1.0), (went_on, went_on_at)), max_seconds=13)
+    went_on_end = went_on_at + went_on.shape[0] / RATE
+    during = audio.agent[int(went_on_at * RATE): int((went_on_end + 0.5) * RATE)]
+    assert np.max(np.abs(during)) < 1e-3, "the reply to the first words played while the caller went on"
+    answered = [t for t in session.turns if t.caller_text]
+    assert len(answered) == 1 and answered[0].agent_text == "It has shipped."
+    assert np.max(np.abs(audio.agent[int((went_on_end + 0.5) * RATE):])) > 0.1, "both parts answered after the caller"
 
 
 def test_a_silent_caller_is_prompted_then_the_call_ends_politely(router, silero, tmp_path):

@@ -157,12 +157,13 @@ class DecidedStage:
     """An acoustic end-of-turn stage that answers at once with a fixed verdict (unit test only)."""
 
     def __init__(self, complete):
-        self.complete, self.requests, self.cancelled, self._ready = complete, [], 0, {}
+        self.complete, self.requests, self.turn_samples, self.cancelled, self._ready = complete, [], [], 0, {}
 
-    def request(self, call_key, audio_16k, sample):
+    def request(self, call_key, audio_16k, sample, turn_samples):
         from parley.core.acoustic_turn import AcousticTurnVerdict
 
         self.requests.append((call_key, len(audio_16k), sample))
+        self.turn_samples.append(turn_samples)
         self._ready[call_key] = AcousticTurnVerdict(0.9 if self.complete else 0.1, self.complete, sample, 1.0)
 
     def poll(self, call_key):
@@ -182,6 +183,10 @@ def test_the_acoustic_verdict_ends_a_complete_turn_early_and_no_other(silero, tu
     ends = [e for e in events if isinstance(e, TurnEnded)]
     assert stage.requests and all(key == "call-1" for key, _, _ in stage.requests)
     assert all(0 < n <= 8 * 16000 for _, n, _ in stage.requests), "at most the last 8 s at 16 kHz"
+    # The words heard are the turn's own: from its first speech (less the pre-roll) to the pause.
+    first_speech = turn.speech_segments[0][0]
+    sample = stage.requests[0][2]
+    assert abs(stage.turn_samples[0] - (sample - first_speech) * 2) <= 0.4 * 16000
     if complete:
         assert ends[0].reason == "acoustic"
         short = loop.settings.endpointer.short_silence_ms * 8

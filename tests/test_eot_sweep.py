@@ -94,3 +94,21 @@ def test_the_issue_policy_says_when_no_policy_fits_the_budget():
     chosen = sweep.issue_policies(spans)
     assert chosen["cut"][1] is False and sweep.issue_figures(spans, *chosen["cut"][0])[2] == 1
     assert chosen["delay"][1] is True and sweep.issue_figures(spans, *chosen["delay"][0])[0] <= 350
+
+
+def test_the_transcript_vetoes_scores_from_its_delay_on_where_the_words_sound_unfinished():
+    spans = [[(600, False, {100: 0.95, 200: 0.97}), (math.inf, True, {100: 0.9, 200: 0.92})],
+             [(50, False, {}), (math.inf, True, {100: 0.3, 200: 0.96})]]
+    texts = [["My order number is", "My order number is 4512."], [None, "Thank you."]]
+    vetoed = sweep.with_transcript_veto(spans, texts, delay_ms=200)
+    assert vetoed[0][0][2] == {100: 0.95, 200: 0.0}, "unfinished words: no early end from their delay on"
+    assert vetoed[0][1][2] == {100: 0.9, 200: 0.92}
+    assert vetoed[1][0][2] == {} and vetoed[1][1][2] == {100: 0.3, 200: 0.96}
+    # The policy at 200 ms now waits out the pause but still ends both complete turns early.
+    rate, latencies = sweep.score_policy([s for turn in vetoed for s in turn], 0.9, 200, 800)
+    assert rate == 0.0 and latencies.tolist() == [200, 200]
+
+
+def test_a_span_the_transcript_never_reached_keeps_only_the_scores_before_it():
+    vetoed = sweep.with_transcript_veto([[(150, False, {100: 0.99, 200: 0.99})]], [[None]], delay_ms=200)
+    assert vetoed[0][0][2] == {100: 0.99}

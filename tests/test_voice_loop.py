@@ -14,7 +14,7 @@ from parley.appliance.config import load_settings
 from parley.appliance.demo import ACME_DIR
 from parley.appliance.demo.calls import ESCALATION, REFUND, check_goal
 from parley.appliance.demo.shop import fresh_copy
-from parley.appliance.media.file_channel import CallerLine, ScriptedCaller
+from parley.appliance.media.file_channel import CallerLine, ScriptedCaller, read_wav
 from parley.appliance.media.placer import CallPlacer
 from parley.appliance.services import ServicePlan, Services
 from parley.appliance.speech.stt import Recognizer, RecognizerSettings
@@ -95,6 +95,22 @@ def test_after_a_barge_in_no_more_of_the_cut_reply_is_played(appliance):
         assert turn.heard_text == greeting.heard_text
         reached, why = check_goal(ESCALATION, session, store, appliance.agent.tool_config["shop_db"])
     assert reached, why
+
+
+def test_a_finished_sentence_ends_the_turn_on_smart_turn_and_the_words_before_the_hangover(appliance, models_dir):
+    # A recorded person saying "Ever failed." (beckett.wav, 1.6-2.9 s: Smart Turn's p >= 0.96 at any
+    # cut of its end), then waiting for the answer.
+    recording = read_wav(fetched(models_dir, "beckett", "beckett.wav"), appliance.line_rate)
+    said = recording[int(1.6 * appliance.line_rate): int(2.9 * appliance.line_rate)]
+    caller = ScriptedCaller([CallerLine("Ever failed.")], appliance.line_rate, speak=lambda text, rate: said)
+    session, _ = appliance.place(caller, max_seconds=40.0)
+    turn = session.turns[1]
+    waited_ms = (turn.spans["endpoint"] - turn.spans["user_speech_end"]) / 1e6
+    assert turn.end_reason == "acoustic", (turn.end_reason, turn.caller_text)
+    assert waited_ms < appliance.agent.endpointer.hangover_ms, waited_ms
+    assert "failed" in turn.caller_text.lower()
+    # The end-of-turn check heard the words already: the turn is not transcribed a second time.
+    assert turn.spans["stt_final"] - turn.spans["endpoint"] < 20e6
 
 
 @pytest.mark.parametrize("service", ["stt", "tts"])

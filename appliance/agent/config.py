@@ -95,6 +95,13 @@ EAGERNESS = {
 }
 """Turn eagerness presets over the endpointer's defaults: how long the agent waits before it
 decides the caller has finished. ``turn_taking`` values in the agent file apply on top."""
+END_OF_TURN = {"acoustic": {"short_silence_ms": 100, "hangover_ms": 900}, "silence": {}}
+"""The ways an agent may decide the caller has finished (``conversation.end_of_turn``), each with
+the endpointer timings it works best with (eagerness and ``turn_taking`` apply on top). Acoustic:
+Smart Turn and the words are asked after 100 ms of silence, and a pause they do not call final
+is waited out for 900 ms: on the evaluation set's recorded speech that ends complete turns 100 ms
+(median, before compute) after the last word and cuts 2 in 24 mid-sentence pauses of 400-900 ms,
+where a fixed 800 ms hangover waits 800 ms and cuts 4 (scripts/evaluate_turn_taking.py --acoustic-only)."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,10 @@ class ConversationSettings:
 
     eagerness: str = "normal"
     """patient, normal or eager: a preset of the endpointer's timings (EAGERNESS)."""
+    end_of_turn: str = "acoustic"
+    """How the agent decides the caller has finished (END_OF_TURN): ``acoustic`` (after
+    ``turn_taking.short_silence_ms`` of silence, Smart Turn and the words so far may end the turn
+    at once, else the hangover does) or ``silence`` (the hangover alone)."""
     soft_timeout_ms: int = 1500
     """When the reply's first sentence is not ready this long after the caller's turn ended, the
     filler is played (on a CPU box this hides the LLM's first-token time); 0 turns it off."""
@@ -324,7 +335,7 @@ class _Reader:
             tools=self.tools(raw.get("tools")),
             tool_config=self.tool_config(raw.get("tool_config")),
             knowledge=self.settings(KnowledgeSettings, raw.get("knowledge"), "knowledge", {"chunks_per_turn": (int, 0, 10)}),
-            endpointer=self.endpointer(raw.get("turn_taking"), conversation.eagerness),
+            endpointer=self.endpointer(raw.get("turn_taking"), conversation),
             barge_in=self.settings(BargeInSettings, raw.get("barge_in"), "barge_in",
                                    {f.name: (int if f.type in (int, "int") else float, 0, 10_000)
                                     for f in dataclasses.fields(BargeInSettings)}),
@@ -491,15 +502,18 @@ class _Reader:
         value = self.mapping(value, "conversation", [f.name for f in dataclasses.fields(ConversationSettings)])
         if "eagerness" in value and value["eagerness"] not in EAGERNESS:
             self.fail("conversation.eagerness", f"must be one of {', '.join(EAGERNESS)}, not {value['eagerness']!r}")
+        if "end_of_turn" in value and value["end_of_turn"] not in END_OF_TURN:
+            self.fail("conversation.end_of_turn", f"must be one of {', '.join(END_OF_TURN)}, not {value['end_of_turn']!r}")
         limits = {"soft_timeout_ms": (int, 0, 10_000), "silence_timeout_s": (float, 0, 600),
                   "silence_prompts": (int, 0, 5), "max_call_s": (float, 5, 86_400)}
         return self.settings(ConversationSettings, value, "conversation", limits)
 
-    def endpointer(self, value, eagerness):
+    def endpointer(self, value, conversation):
         value = self.mapping(value, "turn_taking", [f.name for f in dataclasses.fields(EndpointerSettings)])
         timings = {name: self.number(item, f"turn_taking.{name}", int, 0, 600_000) for name, item in value.items()}
         try:
-            return EndpointerSettings(**{**EAGERNESS[eagerness], **timings})
+            return EndpointerSettings(**{**END_OF_TURN[conversation.end_of_turn], **EAGERNESS[conversation.eagerness],
+                                         **timings})
         except ValueError as exc:
             self.fail("turn_taking", str(exc))
 

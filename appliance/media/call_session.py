@@ -49,6 +49,9 @@ class TurnRecord:
     error: str | None = None
     filler: bool = False
     """The soft-timeout filler played before the reply was ready."""
+    end_reason: str | None = None
+    """What ended the caller's turn: ``silence`` (the hangover), ``acoustic`` (Smart Turn and the
+    words so far), ``max_turn``, or ``keys`` (typed on the keypad); None for the greeting."""
 
     @property
     def voice_to_voice_ms(self):
@@ -60,7 +63,7 @@ class TurnRecord:
 class _AgentTurn(threading.Thread):
     """STT, the agent and TTS for one turn, off the frame path."""
 
-    def __init__(self, session, index, audio, state, from_sample, typed=None):
+    def __init__(self, session, index, audio, state, from_sample, typed=None, words=None):
         super().__init__(name=f"turn-{session.call_id[:8]}-{index}", daemon=True)
         self.session = session
         self.index = index
@@ -69,6 +72,8 @@ class _AgentTurn(threading.Thread):
         """16 kHz caller audio for STT, or None for the greeting and typed input."""
         self.typed = typed
         """What the caller keyed in on the phone's keypad (DTMF), instead of audio."""
+        self.words = words
+        """The turn's words as the acoustic end-of-turn stage already transcribed them, or None."""
         self.state = state
         self.from_sample = from_sample
         self.cancelled = threading.Event()
@@ -148,6 +153,10 @@ class _AgentTurn(threading.Thread):
             self.record.filler = True
 
     def _transcribe(self, client, stamp):
+        if self.words is not None:  # the end-of-turn check transcribed exactly this turn
+            self.record.spans["stt_final"] = time.monotonic_ns()
+            self.record.caller_text = self.words
+            return self.words
         pcm = (np.clip(self.audio, -1.0, 1.0) * 32767).astype("<i2").tobytes()
         request = stamp.make("stt_request", {"sample_rate": 16000}, call_id=self.session.call_id, turn_id=self.index)
         [final] = [r for r in client.request("stt", request, pcm) if r.type == "stt_final"]
@@ -229,7 +238,9 @@ class CallSession:
     """One call's loop, turns and record; the channel feeds audio and ticks ``next_frame()``."""
 
     def __init__(self, *, agent, agent_folder, agent_version_id, endpoints, store_path, silero, channel,
-                 caller="", line_rate=8000, codec="l16", call_id=None, agent_timeout=60.0):
+                 caller="", line_rate=8000, codec="l16", call_id=None, agent_timeout=60.0, acoustic=None):
+        """``acoustic``: the process's acoustic end-of-turn stage (``media.end_of_turn``), or None for
+        silence timing alone; used when the agent's ``conversation.end_of_turn`` is ``acoustic``."""
         self.agent = agent
         self.agent_folder = str(agent_folder)
         self.endpoints = endpoints
@@ -237,8 +248,10 @@ class CallSession:
         self.line_rate = line_rate
         self.agent_timeout = agent_timeout
         self.call_id = call_id or str(uuid.uuid4())
+        self._acoustic = acoustic if agent.conversation.end_of_turn == "acoustic" else None
         self.loop = CallLoop(silero, CallLoopSettings(line_rate=line_rate, codec=codec, endpointer=agent.endpointer,
-                                                      barge_in=agent.barge_in))
+                                                      barge_in=agent.barge_in),
+                             acoustic_stage=self._acoustic, call_key=self.call_id)
         self.audio_out = queue.SimpleQueue()
         self.turns = []
         """Every finished exchange, in order (the greeting is the first)."""
@@ -251,6 +264,8 @@ class CallSession:
         self._live_utterance = None
         self._barged_in = False
         self._speech_from = None
+        self._went_on_from = None
+        """Where the caller's words began when a reply to them was dropped because they went on."""
         self._ticks = 0
         self._t0_ns = None
         self._control = BusClient(endpoints.clients, name=f"control-{self.call_id[:8]}")
@@ -328,6 +343,7 @@ class CallSession:
             if isinstance(event, SpeechStarted):
                 self._speech_from = event.stt_from_sample
                 self._idle_frames = 0
+                self._caller_went_on()
             elif isinstance(event, BargeIn):
                 self._on_barge_in(event)
             elif isinstance(event, TurnEnded):
@@ -411,14 +427,17 @@ class CallSession:
     def close(self):
         if not self.closed.is_set():
             self.hang_up()
+        if self._acoustic is not None:
+            self._acoustic.cancel(self.call_id)
         self._recorder.close()
         self._control.close()
 
     # ---- turns -----------------------------------------------------------------------------
-    def _begin_turn(self, audio, from_sample, spans=None, typed=None):
+    def _begin_turn(self, audio, from_sample, spans=None, typed=None, end_reason=None, words=None):
         self._index += 1
-        turn = _AgentTurn(self, self._index, audio, copy_state(self._state), from_sample, typed)
+        turn = _AgentTurn(self, self._index, audio, copy_state(self._state), from_sample, typed, words)
         turn.record.spans.update(spans or {})
+        turn.record.end_reason = "keys" if typed is not None else end_reason
         self._turn = turn
         self._live_utterance = turn.utterance_id
         turn.start()
@@ -449,23 +468,42 @@ class CallSession:
                  event.played_samples, heard)
         self._finish_turn(turn)
 
+    def _caller_went_on(self):
+        """The caller speaks again before the reply to their last words has started playing: that
+        reply is dropped unheard, and the turn now under way is answered together with it (an
+        early end of turn, acoustic or not, then costs the caller nothing)."""
+        turn = self._turn
+        if turn is None or not turn.from_caller or turn.pushed or not self._agent_quiet():
+            return
+        self._cancel(turn, "caller went on")
+        self._went_on_from = turn.from_sample if self._went_on_from is None else min(self._went_on_from, turn.from_sample)
+        self._turn = None
+        log.info("caller_went_on call_id=%s turn_id=%d", self.call_id, turn.index)
+
     def _on_turn_ended(self, event):
         turn = self._turn
         from_sample = self._speech_from if self._speech_from is not None else event.speech_end_sample
         spans = {"user_speech_end": self._sample_ns(event.speech_end_sample), "endpoint": time.monotonic_ns()}
+        words = event.transcript
+        if self._went_on_from is not None:
+            from_sample = min(from_sample, self._went_on_from)
+            words = None  # the stage heard the latest part only
+            self._went_on_from = None
         if turn is not None and not self._barged_in:
             if turn.pushed or not self._agent_quiet():
                 return  # the agent is speaking and was not interrupted: a backchannel ("mm-hm")
             if turn.from_caller:  # still thinking about the caller's last words: take them together
                 self._cancel(turn, "caller went on")
                 from_sample = min(from_sample, turn.from_sample)
+                words = None  # the stage heard the latest part only
                 self._turn = None
         self._barged_in = False
         self._speech_from = None
         if self.closed.is_set():
             return
         audio = self.loop.turn_audio(from_sample, event.speech_end_sample)
-        self._begin_turn(audio, from_sample, spans)
+        log.info("turn_ended call_id=%s reason=%s", self.call_id, event.reason)
+        self._begin_turn(audio, from_sample, spans, end_reason=event.reason, words=words)
 
     def _cancel(self, turn, reason):
         if turn.cancelled.is_set():

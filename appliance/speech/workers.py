@@ -12,7 +12,10 @@ Environment (the supervisor's ``WorkerSpec.env`` sets it per service):
 
 import logging
 import os
+import time
 from pathlib import Path
+
+import numpy as np
 
 from parley.appliance.bus.worker import Worker
 from parley.appliance.config import load_settings
@@ -56,8 +59,11 @@ class SttWorker(Worker):
         settings = load_settings()
         model_dir = model_path(os.environ.get("PARLEY_STT_MODEL") or DEFAULT_STT_MODEL, settings.models_dir)
         self.recognizer = Recognizer.from_dir(model_dir, RecognizerSettings(num_threads=speech_threads()))
-        log.info("stt_ready worker=%s model=%s provider=%s reason=%r", self.name, model_dir,
-                 self.recognizer.provider.provider, self.recognizer.provider.reason)
+        # onnxruntime's first run allocates and plans: take it now, not on a caller's first turn.
+        started = time.monotonic()
+        self.recognizer.transcribe(np.random.default_rng(0).normal(0.0, 1e-3, 16000).astype(np.float32), 16000)
+        log.info("stt_ready worker=%s model=%s provider=%s reason=%r warm_s=%.2f", self.name, model_dir,
+                 self.recognizer.provider.provider, self.recognizer.provider.reason, time.monotonic() - started)
 
     def handle(self, message, audio):
         if message.type != "stt_request":
