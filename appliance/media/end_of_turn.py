@@ -17,8 +17,9 @@ from parley.core.acoustic_turn import MODEL_RELATIVE_PATH, AcousticTurnStage
 
 log = logging.getLogger("parley.end_of_turn")
 
-TRANSCRIBE_TIMEOUT_S = 5.0
-"""Longest wait for the STT worker's words; past it the turn is left to silence timing."""
+TRANSCRIBE_TIMEOUT_S = 1.0
+"""Longest wait for the STT worker's words; past it the turn is left to silence timing (the
+hangover has ended it by then anyway), and the stage's next request is not held up longer."""
 
 
 class BusTranscriber:
