@@ -473,8 +473,8 @@ class CallSession:
         reply is dropped unheard, and the turn now under way is answered together with it (an
         early end of turn, acoustic or not, then costs the caller nothing)."""
         turn = self._turn
-        if turn is None or not turn.from_caller or turn.pushed or not self._agent_quiet():
-            return
+        if turn is None or turn.audio is None or turn.pushed or not self._agent_quiet():
+            return  # nothing to drop: the greeting, keys typed (their digits are in no audio), or playing
         self._cancel(turn, "caller went on")
         self._went_on_from = turn.from_sample if self._went_on_from is None else min(self._went_on_from, turn.from_sample)
         self._turn = None
