@@ -47,28 +47,9 @@ def beckett(models_dir):
     return read_wav(fetched(models_dir, "beckett", "beckett.wav"), RATE)[: RATE * 3]
 
 
-class QuietThenSpeaks:
-    """Silent while the greeting plays, then one real spoken line (beckett.wav), then silence."""
-
-    def __init__(self, line, after_s):
-        self.line, self.start = line, int(after_s * RATE)
-        self.frame = RATE // 50
-
-    @property
-    def done(self):
-        return False
-
-    def next_frame(self, session, sample):
-        frame = np.zeros(self.frame, np.float32)
-        offset = sample - self.start
-        if 0 <= offset < self.line.shape[0]:
-            part = self.line[offset:offset + self.frame]
-            frame[:part.shape[0]] = part
-        return frame
-
-
 class SpeaksAt:
-    """Silent but for real spoken lines (beckett.wav pieces), each from its own second of the call."""
+    """Silent (while the greeting plays, too) but for real spoken lines (beckett.wav pieces), each
+    from its own second of the call."""
 
     def __init__(self, *lines):
         self.lines = [(line, int(at_s * RATE)) for line, at_s in lines]
@@ -99,7 +80,7 @@ def session_for(router, silero, tmp_path, **flow):
 
 def test_a_slow_reply_is_preceded_by_the_filler_and_timed_from_the_real_answer(router, silero, beckett, tmp_path):
     session = session_for(router, silero, tmp_path, soft_timeout_ms=1000, silence_timeout_s=0)
-    audio = run_call(session, QuietThenSpeaks(beckett, after_s=1.5), max_seconds=14)
+    audio = run_call(session, SpeaksAt((beckett, 1.5)), max_seconds=14)
     answered = [t for t in session.turns if t.caller_text]
     assert answered and answered[0].filler, "the filler was not played while the agent took 3 s"
     turn = answered[0]
@@ -112,7 +93,7 @@ def test_a_slow_reply_is_preceded_by_the_filler_and_timed_from_the_real_answer(r
 
 def test_no_filler_when_the_reply_comes_in_time(router, silero, beckett, tmp_path):
     session = session_for(router, silero, tmp_path, soft_timeout_ms=6000, silence_timeout_s=0)
-    run_call(session, QuietThenSpeaks(beckett, after_s=1.5), max_seconds=12)
+    run_call(session, SpeaksAt((beckett, 1.5)), max_seconds=12)
     answered = [t for t in session.turns if t.caller_text]
     assert answered and not answered[0].filler
 
@@ -138,7 +119,7 @@ def test_a_reply_not_yet_playing_is_dropped_when_the_caller_goes_on_and_both_par
 
 def test_a_silent_caller_is_prompted_then_the_call_ends_politely(router, silero, tmp_path):
     session = session_for(router, silero, tmp_path, silence_timeout_s=2.0, silence_prompts=1)
-    run_call(session, QuietThenSpeaks(np.zeros(0, np.float32), after_s=0), max_seconds=20)
+    run_call(session, SpeaksAt(), max_seconds=20)
     assert [t.action for t in session.turns][1:] == ["silence_prompt", "goodbye"]
     assert session.outcome == "abandoned"
     with Store.open(tmp_path / "parley.db") as store:
@@ -148,6 +129,6 @@ def test_a_silent_caller_is_prompted_then_the_call_ends_politely(router, silero,
 
 def test_the_time_limit_ends_the_call_with_its_message(router, silero, beckett, tmp_path):
     session = session_for(router, silero, tmp_path, max_call_s=5.0, silence_timeout_s=0)
-    run_call(session, QuietThenSpeaks(beckett, after_s=1.5), max_seconds=15)
+    run_call(session, SpeaksAt((beckett, 1.5)), max_seconds=15)
     assert session.turns[-1].action == "time_limit" and session.outcome == "abandoned"
     assert session.closed.is_set()
