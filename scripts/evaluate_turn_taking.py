@@ -35,6 +35,7 @@ import numpy as np
 
 from parley.appliance.agent.config import END_OF_TURN
 from parley.appliance.config import load_settings
+from parley.appliance.speech.stt import Recognizer
 from parley.core import bargein, endpointer
 from parley.core.acoustic_turn import AcousticTurnSettings, SmartTurnModel
 from parley.core.bargein import BargeInSettings
@@ -370,41 +371,22 @@ def print_acoustic_sweep(models_dir):
     # then the same on each other kind of pause, and by where the speech comes from.
     families = [SOURCE_FAMILIES.get(turn.name.split("/")[0], "other") for turn in turns]
     kinds = [turn.hold_kinds + ("eot",) for turn in turns]
-    labelled = [(family, kind, span) for family, turn_kinds, turn_spans in zip(families, kinds, per_turn)
-                for kind, span in zip(turn_kinds, turn_spans)]
-
-    def subset(pause_kinds, family=None):
-        return [span for f, kind, span in labelled if (family is None or f == family) and kind in ("eot", *pause_kinds)]
-
-    headline = subset(("cut",))
-    print_issue_figure("mid-sentence pauses (a pause inserted at a word boundary in speech spoken in one breath)", headline)
-    for kind, what in (("natural", "the speakers' own pauses"), ("spliced", "pauses between TTS phrases spoken apart")):
-        print_issue_figure(f"{what} (holds of kind {kind!r})", subset((kind,)))
-    for family in sorted(set(families)):
-        print_issue_figure(f"{family} speech, mid-sentence pauses", subset(("cut",), family))
-    policy, _ = issue_policies(headline)["cut"]
+    print_issue_figures(families, kinds, per_turn, "")
+    policy, _ = issue_policies(spans_of(families, kinds, per_turn, ("cut",)))["cut"]
     print(f"\nThe mid-sentence policy (cut) t={policy[0]} d={policy[1]} to={policy[2]} on each kind of pause of "
           f"{ISSUE_PAUSE_MS[0]}-{ISSUE_PAUSE_MS[1]} ms: " + "; ".join(
-              "{}: {}/{} cut".format(kind, *issue_figures(subset((kind,)), *policy)[2:]) for kind in HOLD_KINDS))
-    subsets = {f"{family} speech": subset(HOLD_KINDS, family) for family in sorted(set(families))}
+              "{}: {}/{} cut".format(kind, *issue_figures(spans_of(families, kinds, per_turn, (kind,)), *policy)[2:])
+              for kind in HOLD_KINDS))
 
     # Smart Turn with the text check (core/turn_text.py): the turn so far transcribed by the STT model.
-    from parley.appliance.speech.stt import Recognizer
-
-    recognizer = Recognizer.from_dir(models_dir / "whisper-tiny.en")
-    texts, seconds = span_transcripts(turns, recognizer)
+    texts, seconds = span_transcripts(turns, Recognizer.from_dir(models_dir / "whisper-tiny.en"))
     count = sum(text is not None for turn_texts in texts for text in turn_texts)
     print(f"\n--- Smart Turn + transcript (whisper-tiny.en, the turn so far at {TRANSCRIPT_DELAY_MS} ms of "
-          f"silence; {count} transcriptions, {1000 * seconds / max(count, 1):.0f} ms each on this machine; "
-          "the decision waits for the slower of the two) ---")
-    vetoed = [span for turn_spans in with_transcript_veto(per_turn, texts) for span in turn_spans]
-    labelled = [(family, kind, span) for (family, kind, _), span in zip(labelled, vetoed)]
-    headline = subset(("cut",))
-    print_issue_figure("mid-sentence pauses, Smart Turn + transcript", headline)
-    for kind, what in (("natural", "the speakers' own pauses"), ("spliced", "pauses between TTS phrases spoken apart")):
-        print_issue_figure(f"{what}, Smart Turn + transcript", subset((kind,)))
-    for family in sorted(set(families)):
-        print_issue_figure(f"{family} speech, mid-sentence pauses, Smart Turn + transcript", subset(("cut",), family))
+          f"silence; {count} transcriptions, {1000 * seconds / max(count, 1):.0f} ms each on this machine; on a "
+          "call the words are asked once Smart Turn says complete, so the two computes add up) ---")
+    print_issue_figures(families, kinds, with_transcript_veto(per_turn, texts), ", Smart Turn + transcript")
+    subsets = {f"{family} speech": spans_of(families, kinds, per_turn, HOLD_KINDS, family)
+               for family in sorted(set(families))}
 
     print("\nSmart Turn alone, per action delay (p = p(complete) at that much silence)")
     print(f"{'delay':>6} {'eot spans':>10} {'holds scored':>13} {'AUC eot>hold':>13} {'eot p>=0.5':>11} "
@@ -418,6 +400,22 @@ def print_acoustic_sweep(models_dir):
         f"{label} " + " ".join(f"{score_auc(*eot_and_hold_scores(family_spans, delay)):.2f}"
                                for delay in ACOUSTIC_ACTION_DELAYS_MS)
         for label, family_spans in subsets.items()))
+
+
+def spans_of(families, kinds, per_turn, pause_kinds, family=None):
+    """The eot spans and the holds of ``pause_kinds``, of every turn or of one source family's."""
+    return [span for f, turn_kinds, turn_spans in zip(families, kinds, per_turn) if family in (None, f)
+            for kind, span in zip(turn_kinds, turn_spans) if kind in ("eot", *pause_kinds)]
+
+
+def print_issue_figures(families, kinds, per_turn, label):
+    """The issue's figure on the mid-sentence pauses, on each other kind of pause, and per source family."""
+    print_issue_figure(f"mid-sentence pauses (inserted at a word boundary of speech spoken in one breath){label}",
+                       spans_of(families, kinds, per_turn, ("cut",)))
+    for kind, what in (("natural", "the speakers' own pauses"), ("spliced", "pauses between TTS phrases spoken apart")):
+        print_issue_figure(f"{what} (holds of kind {kind!r}){label}", spans_of(families, kinds, per_turn, (kind,)))
+    for family in sorted(set(families)):
+        print_issue_figure(f"{family} speech, mid-sentence pauses{label}", spans_of(families, kinds, per_turn, ("cut",), family))
 
 
 def eot_and_hold_scores(spans, delay):
