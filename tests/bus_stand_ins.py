@@ -16,14 +16,26 @@ class ScriptedSpeech(Worker):
 
     ``sleep:S`` blocks S seconds, deaf to cancel (a native call); ``spin:S`` burns the CPU in
     Python for S seconds (holding the GIL); ``until-cancel:S`` sends one chunk, then waits up to
-    S seconds for a cancel; ``fail`` raises. Anything else is spoken as its own bytes.
+    S seconds for a cancel; ``fail`` raises. ``then-idle:S`` ends at once and leaves work that runs
+    up to S seconds after it (``after_job``), giving way to the next job; ``then-idle-fail`` leaves
+    work that raises; ``idle-report`` speaks how the last such work ended. Anything else is spoken
+    as its own bytes.
     """
 
     service = "tts"
+    idle_report = "no idle work ran"
 
     def handle(self, message, audio):
         command, _, argument = message.body["text"].partition(":")
-        if command == "sleep":
+        if command == "then-idle":
+            self.after_job(lambda stop: self._idle(float(argument), stop))
+            return
+        if command == "then-idle-fail":
+            self.after_job(lambda stop: 1 / 0)
+            return
+        if command == "idle-report":
+            message.body["text"] = self.idle_report
+        elif command == "sleep":
             time.sleep(float(argument))
         elif command == "spin":
             end = time.monotonic() + float(argument)
@@ -37,6 +49,13 @@ class ScriptedSpeech(Worker):
         spoken = message.body["text"].encode().ljust(2 * ((len(message.body["text"].encode()) + 1) // 2), b" ")
         yield self.reply(message, "tts_audio", {"sample_rate": 8000, "offset_samples": 0}, audio=spoken)
         yield self.reply(message, "tts_done", {"samples": len(spoken) // 2})
+
+    def _idle(self, seconds, stop):
+        started = time.monotonic()
+        while not stop() and time.monotonic() - started < seconds:
+            time.sleep(0.005)
+        outcome = "gave way" if stop() else "ran out"
+        self.idle_report = f"{outcome} after {time.monotonic() - started:.2f} s"
 
 
 class EchoTranscriber(Worker):

@@ -178,6 +178,26 @@ def test_cancel_reaches_the_handler_in_flight(start_router):
         assert time.monotonic() - started < 1.0  # the handler woke up; it did not sit out its 5 s
 
 
+def test_work_left_after_a_job_runs_once_it_is_done_and_gives_way_to_the_next_job(start_router):
+    router = start_router(worker_spec())
+    with BusClient(router.endpoints.clients) as client:
+        assert client.request("tts", say("then-idle:5")) == []  # done is sent before the idle work starts
+        time.sleep(0.3)
+        audio, done = client.request("tts", say("idle-report"))
+    outcome, seconds = re.fullmatch(r"(gave way|ran out) after ([\d.]+) s", bytes(audio.audio).decode().strip()).groups()
+    assert outcome == "gave way" and float(seconds) < 2.0  # the 5 s of work stopped for the report
+
+
+def test_work_left_after_a_job_that_raises_is_logged_and_the_worker_keeps_serving(start_router):
+    router = start_router(worker_spec())
+    (worker,) = router.status().workers
+    with BusClient(router.endpoints.clients) as client:
+        assert client.request("tts", say("then-idle-fail")) == []
+        audio, done = client.request("tts", say("idle-report"))
+    assert bytes(audio.audio).decode().strip() == "no idle work ran"
+    assert router.status().lost == () and [w.pid for w in router.status().workers] == [worker.pid]
+
+
 def test_a_handler_that_raises_ends_its_job_with_handler_failed_and_the_worker_keeps_serving(start_router):
     router = start_router(worker_spec())
     with BusClient(router.endpoints.clients) as client:

@@ -141,10 +141,11 @@ class AgentRunner:
     def system_prompt(self):
         return chatml([("system", render_system(self.config))], reply=False)
 
-    def prefill(self, state):
+    def prefill(self, state, stop=None):
         """Evaluate the conversation so far while the caller listens, so that the next turn only
-        evaluates the caller's new words (on a 2-core CPU this saves seconds per turn)."""
-        self.engine.warm(chatml(render_messages(self.config, state), reply=False))
+        evaluates the caller's new words (on a 2-core CPU this saves seconds per turn); gives way
+        when ``stop()`` turns true. Returns the engine's ``Prefill``."""
+        return self.engine.warm(chatml(render_messages(self.config, state), reply=False), stop)
 
     def start(self, call_id):
         """The first turn of a call: the agent's greeting (no model involved)."""

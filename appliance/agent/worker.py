@@ -9,6 +9,7 @@ so the first caller turn finds the system prompt already evaluated.
 import logging
 import os
 import time
+from functools import partial
 from pathlib import Path
 
 from parley.appliance.agent.config import load_agent
@@ -100,7 +101,15 @@ class AgentWorker(Worker):
         for output in outputs:
             yield self._reply(message, output)
             if isinstance(output, TurnResult) and output.action == "listen" and not self.cancelled.is_set():
-                runner.prefill(output.state)
+                self.after_job(partial(self._prefill, runner, output.state, message.call_id))
+
+    @staticmethod
+    def _prefill(runner, state, call_id, stop):
+        """While the caller listens: evaluate the conversation so far, giving way to the next job."""
+        started = time.monotonic()
+        prefill = runner.prefill(state, stop)
+        log.info("agent_prefill call_id=%s tokens=%d cached=%d evaluated=%d complete=%s seconds=%.2f", call_id,
+                 prefill.total, prefill.cached, prefill.evaluated, prefill.complete, time.monotonic() - started)
 
     def _reply(self, request, output):
         if isinstance(output, Sentence):

@@ -57,6 +57,7 @@ class Worker:
         self._queue = deque()
         self._jobs = {}
         self._current = None
+        self._after_job = None
 
     # ---- to override --------------------------------------------------------------------
     def setup(self):
@@ -75,6 +76,13 @@ class Worker:
     def cancelled(self) -> threading.Event:
         """Set when the job being handled is cancelled (barge-in, client gone, shutdown)."""
         return self._current.cancelled
+
+    def after_job(self, work):
+        """Have ``work(stop)`` run once the job being handled has ended and its ``done`` is sent, on
+        the handler thread, while the worker would otherwise be idle: work that makes the next job
+        faster. ``stop()`` turns true as soon as another job is waiting or the worker is stopping;
+        ``work`` checks it often and returns then. Its failures are logged, never sent."""
+        self._after_job = work
 
     def reply(self, request, type, body=None, *, audio=None) -> Message:
         """A reply to ``request``, on its call and turn, stamped by this worker."""
@@ -182,8 +190,20 @@ class Worker:
                 finally:
                     with self._lock:
                         del self._jobs[job.request_id]
+                work, self._after_job = self._after_job, None
+                if work is not None:
+                    self._run_after_job(work)
         finally:
             pipe.close()
+
+    def _job_waiting(self):
+        return bool(self._queue) or self._stop.is_set()
+
+    def _run_after_job(self, work):
+        try:
+            work(self._job_waiting)
+        except Exception:
+            log.exception("after_job_failed worker=%s", self.name)
 
     def _run_job(self, job, pipe):
         request, inner = job.request, job.request.body["message"]
