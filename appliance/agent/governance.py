@@ -8,6 +8,7 @@ speak about, never as silence.
 
 import re
 
+from parley.appliance.agent.caller_words import unsaid_words
 from parley.appliance.agent.conversation import caller_texts, last_result
 
 _DIGIT_WORDS = {"zero": "0", "oh": "0", "o": "0", "one": "1", "two": "2", "three": "3", "four": "4", "for": "4",
@@ -15,7 +16,6 @@ _DIGIT_WORDS = {"zero": "0", "oh": "0", "o": "0", "one": "1", "two": "2", "three
 _YES = re.compile(r"\b(yes|yeah|yep|yup|sure|ok|okay|please do|go ahead|correct|that's right|that is right|do it|"
                   r"absolutely|definitely|of course|sounds good|right)\b")
 _NO = re.compile(r"\b(no|nope|don't|do not|not|wait|stop|cancel|wrong|hold on|never mind)\b")
-
 
 def spoken_forms(text):
     """``text`` lower-cased, and its runs of digits, spoken or written ("four five one two" -> "4512").
@@ -30,10 +30,16 @@ def spoken_forms(text):
 
 
 def said_by_caller(state, value):
-    """Whether ``value`` (an order number, a name) appears in anything the caller said."""
+    """Whether ``value`` (an order number, a name, an address) appears in anything the caller said.
+
+    A value of one word must be in one caller turn, its digits spoken or written; a value of several
+    words is compared word by word with all the caller said (``unsaid_words``).
+    """
     needle = str(value).strip().lower()
     if not needle:
         return False
+    if len(needle.split()) > 1:
+        return not unsaid_words(state, value)
     for text in caller_texts(state):
         lowered, runs = spoken_forms(text)
         if needle in lowered or (needle.isdigit() and any(needle in run for run in runs)):
@@ -69,8 +75,7 @@ def check_call(tool, arguments, state):
     policy = tool.policy
     for name in policy.from_caller:
         if name in arguments and not said_by_caller(state, arguments[name]):
-            raise PolicyRefusal(
-                f"the caller never said {name} {arguments[name]!r}: ask the caller for it, do not guess", "not_from_caller")
+            raise PolicyRefusal(_never_said(state, name, arguments[name]), "not_from_caller")
     if policy.requires is None:
         return
     shared = [name for name in arguments if name in _result_arguments(state, policy.requires)]
@@ -98,6 +103,13 @@ def done_message(tool, arguments, result):
         return None
     values = {name: _spoken_value(value) for name, value in {**arguments, **result}.items()}
     return tool.policy.done.format_map(_Blank(values))
+
+
+def _never_said(state, name, value):
+    """The refusal for an argument the caller never said; for several words, which ones were not said."""
+    missing = unsaid_words(state, value) if len(str(value).split()) > 1 else []
+    said = f" (not said: {', '.join(missing)})" if missing else ""
+    return f"the caller never said {name} {value!r}{said}: ask the caller for it, do not guess"
 
 
 def _spoken_value(value):
