@@ -102,16 +102,31 @@ class FixedTranscript(Worker):
 
 
 class SlowAgent(Worker):
-    """An agent worker that greets at once and answers a caller only after ``PARLEY_TEST_AGENT_DELAY_S``."""
+    """An agent worker that greets at once and answers a caller only after ``PARLEY_TEST_AGENT_DELAY_S``
+    of work. An ``agent_prefill`` does that work ahead (until another job comes, as the real one gives
+    way): a turn with the same words then only waits for what is left of it."""
 
     service = "agent"
 
+    def setup(self):
+        self.prefilled = {}
+        """(call_id, caller text) -> seconds of the turn's work done ahead."""
+
     def handle(self, message, audio):
         state = message.body["state"]
+        delay = float(os.environ.get("PARLEY_TEST_AGENT_DELAY_S", "0"))
+        if message.type == "agent_prefill":
+            started = time.monotonic()
+            while time.monotonic() - started < delay and not (self.cancelled.is_set() or self.job_waiting()):
+                time.sleep(0.005)
+            self.prefilled[(message.call_id, message.body["text"])] = time.monotonic() - started
+            yield self.reply(message, "agent_prefilled", {"tokens": 1, "evaluated": 1, "complete": True})
+            return
         if "text" not in message.body:
             text = "Hello."
         else:
-            self.cancelled.wait(float(os.environ.get("PARLEY_TEST_AGENT_DELAY_S", "0")))
+            ahead = self.prefilled.pop((message.call_id, message.body["text"]), 0.0)
+            self.cancelled.wait(max(0.0, delay - ahead))
             text = "It has shipped."
         yield self.reply(message, "llm_token", {"text": ""})
         yield self.reply(message, "llm_sentence", {"text": text, "index": 0})
@@ -128,6 +143,9 @@ class SwitchboardAgent(Worker):
     service = "agent"
 
     def handle(self, message, audio):
+        if message.type == "agent_prefill":
+            yield self.reply(message, "agent_prefilled", {"tokens": 0, "evaluated": 0, "complete": True})
+            return
         state = message.body["state"]
         caller = message.body.get("text")
         if caller is None:

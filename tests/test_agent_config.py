@@ -128,6 +128,14 @@ def test_the_end_of_turn_is_acoustic_unless_the_agent_asks_for_silence_alone(tmp
     assert error.field_path == "conversation.end_of_turn" and "acoustic, silence" in str(error)
 
 
+def test_the_head_start_is_on_unless_the_agent_turns_it_off(tmp_path):
+    assert load_agent(write_agent(tmp_path, MINIMAL)).conversation.head_start is True
+    off = load_agent(write_agent(tmp_path, MINIMAL + "conversation: {head_start: false, soft_timeout_ms: 900}\n"))
+    assert off.conversation.head_start is False and off.conversation.soft_timeout_ms == 900
+    error = error_for(tmp_path, MINIMAL + "conversation: {head_start: sometimes}\n")
+    assert error.field_path == "conversation.head_start" and "true or false" in str(error)
+
+
 def test_a_criterion_check_must_be_a_known_one(tmp_path):
     wrong = MINIMAL + "evaluation_criteria:\n  - {id: done, description: Done., check: vibes}\n"
     assert error_for(tmp_path, wrong).field_path == "evaluation_criteria[0].check"

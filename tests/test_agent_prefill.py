@@ -4,7 +4,11 @@ is cached, gives way between chunks when asked, and what it evaluated is reused 
 import pytest
 
 from conftest import fetched
+from parley.appliance.agent.config import load_agent
+from parley.appliance.agent.conversation import new_state
 from parley.appliance.agent.llm import PREFILL_CHUNK_TOKENS, chatml
+from parley.appliance.agent.orchestrator import AgentRunner
+from parley.appliance.demo import ACME_DIR
 
 pytestmark = pytest.mark.models
 
@@ -66,3 +70,34 @@ def test_a_reply_after_a_prefill_that_gave_way_is_the_reply_without_one(models_d
     after_partial_prefill = "".join(warmed.stream(HISTORY, max_tokens=12))
     cold = "".join(engine(models_dir).stream(HISTORY, max_tokens=12))
     assert after_partial_prefill.strip() and after_partial_prefill == cold
+
+
+class _Watched:
+    """The engine, noting how much of each prompt it is asked to continue was evaluated already."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.cached_at_start = []
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def stream(self, prompt, **options):
+        self.cached_at_start.append((self.engine.cached(prompt), self.engine.count_tokens(prompt)))
+        return self.engine.stream(prompt, **options)
+
+
+def test_a_head_start_evaluates_the_very_prompt_the_turn_then_continues(models_dir, tmp_path):
+    acme = load_agent(ACME_DIR, variables={"var": str(tmp_path)})
+    watched = _Watched(engine(models_dir))
+    runner = AgentRunner(acme, watched)
+    state = new_state()
+    state["entries"].append({"role": "agent", "text": acme.first_message})
+    words = "Hi, what is your returns policy for a kettle that arrived broken?"
+    prefill = runner.prefill_turn(state, words)
+    assert prefill.complete and prefill.total > 200  # the system prompt, the words and the knowledge they bring
+    list(runner.respond(state, words, call_id="c1"))
+    cached, total = watched.cached_at_start[0]
+    assert cached >= prefill.total - 1 and total >= prefill.total, "the turn's first prompt was not the one prefilled"
+    pending = {**state, "pending": {"tool": "issue_refund", "arguments": {}, "read_back": "Shall I?"}}
+    assert runner.prefill_turn(pending, "yes") is None  # a read-back's answer is read without the model first

@@ -79,7 +79,7 @@ def session_for(router, silero, tmp_path, **flow):
 
 
 def test_a_slow_reply_is_preceded_by_the_filler_and_timed_from_the_real_answer(router, silero, beckett, tmp_path):
-    session = session_for(router, silero, tmp_path, soft_timeout_ms=1000, silence_timeout_s=0)
+    session = session_for(router, silero, tmp_path, soft_timeout_ms=1000, silence_timeout_s=0, head_start=False)
     audio = run_call(session, SpeaksAt((beckett, 1.5)), max_seconds=14)
     answered = [t for t in session.turns if t.caller_text]
     assert answered and answered[0].filler, "the filler was not played while the agent took 3 s"
@@ -89,6 +89,24 @@ def test_a_slow_reply_is_preceded_by_the_filler_and_timed_from_the_real_answer(r
     speech_end_s = (1.5 + beckett.shape[0] / RATE)
     window = audio.agent[int((speech_end_s + 0.3) * RATE): int((speech_end_s + filler_at_ms / 1000 + 0.5) * RATE)]
     assert np.max(np.abs(window)) > 0.1, "no filler audio in the second after the soft timeout"
+
+
+def test_a_head_start_at_the_last_pause_transcribes_the_turn_and_brings_the_reply_forward(
+        router, silero, beckett, tmp_path):
+    ended = {}
+    for head_start in (False, True):
+        session = session_for(router, silero, tmp_path / str(head_start), soft_timeout_ms=0, silence_timeout_s=0,
+                              head_start=head_start)
+        run_call(session, SpeaksAt((beckett, 1.5)), max_seconds=12)
+        [turn] = [t for t in session.turns if t.caller_text]
+        ended[head_start] = turn
+    taken, cold = ended[True], ended[False]
+    hangover_ms = (taken.spans["endpoint"] - taken.spans["user_speech_end"]) / 1e6
+    assert taken.spans["stt_final"] < taken.spans["endpoint"] and cold.spans["stt_final"] > cold.spans["endpoint"], \
+        "with a head start the words are in before the turn ends; without, after"
+    assert taken.voice_to_voice_ms < cold.voice_to_voice_ms - hangover_ms / 2, \
+        "the agent's work from the pause on was not counted towards the reply"
+    assert taken.agent_text == cold.agent_text == "It has shipped."
 
 
 def test_no_filler_when_the_reply_comes_in_time(router, silero, beckett, tmp_path):

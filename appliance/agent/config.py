@@ -114,6 +114,11 @@ class ConversationSettings:
     """How the agent decides the caller has finished (END_OF_TURN): ``acoustic`` (after
     ``turn_taking.short_silence_ms`` of silence, Smart Turn and the words so far may end the turn
     at once, else the hangover does) or ``silence`` (the hangover alone)."""
+    head_start: bool = True
+    """At each pause of ``turn_taking.short_silence_ms`` the turn so far is transcribed and the
+    agent evaluates its prompt, so that when the turn has ended the reply is well under way; nothing
+    is said or done before the turn ends. Costs a transcription and some LLM work per pause: turn
+    it off on an appliance short of CPU for its calls."""
     soft_timeout_ms: int = 1500
     """When the reply's first sentence is not ready this long after the caller's turn ended, the
     filler is played (on a CPU box this hides the LLM's first-token time); 0 turns it off."""
@@ -504,9 +509,13 @@ class _Reader:
             self.fail("conversation.eagerness", f"must be one of {', '.join(EAGERNESS)}, not {value['eagerness']!r}")
         if "end_of_turn" in value and value["end_of_turn"] not in END_OF_TURN:
             self.fail("conversation.end_of_turn", f"must be one of {', '.join(END_OF_TURN)}, not {value['end_of_turn']!r}")
+        value = dict(value)
+        head_start = value.pop("head_start", True)
+        if not isinstance(head_start, bool):
+            self.fail("conversation.head_start", f"must be true or false, not {head_start!r}")
         limits = {"soft_timeout_ms": (int, 0, 10_000), "silence_timeout_s": (float, 0, 600),
                   "silence_prompts": (int, 0, 5), "max_call_s": (float, 5, 86_400)}
-        return self.settings(ConversationSettings, value, "conversation", limits)
+        return dataclasses.replace(self.settings(ConversationSettings, value, "conversation", limits), head_start=head_start)
 
     def endpointer(self, value, conversation):
         value = self.mapping(value, "turn_taking", [f.name for f in dataclasses.fields(EndpointerSettings)])

@@ -301,6 +301,12 @@ class LlamaEngine:
                 done += len(chunk)
         return Prefill(cached, done, len(tokens))
 
+    def cached(self, prompt):
+        """How many of ``prompt``'s leading tokens the model has evaluated already."""
+        tokens = self._prompt_tokens(prompt)
+        with self._lock:
+            return _common_prefix(self._llm._input_ids, tokens)
+
     def _prompt_tokens(self, prompt):
         """``prompt``'s tokens as ``create_completion`` makes them (a BOS first where the model wants one)."""
         model = self._llm._model

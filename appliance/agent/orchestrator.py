@@ -147,6 +147,18 @@ class AgentRunner:
         when ``stop()`` turns true. Returns the engine's ``Prefill``."""
         return self.engine.warm(chatml(render_messages(self.config, state), reply=False), stop)
 
+    def prefill_turn(self, state, caller_text, stop=None):
+        """Evaluate the prompt ``respond`` would give the model first if the caller's turn were
+        ``caller_text`` (their words and the knowledge they bring), giving way when ``stop()`` turns
+        true. Returns the engine's ``Prefill``, or None when that turn would not start with the model
+        (a read-back waiting for its yes or no)."""
+        if state.get("pending") is not None:
+            return None
+        turn = _Turn(copy_state(state))
+        turn.state["entries"].append({"role": "caller", "text": caller_text})
+        self._add_knowledge(turn, caller_text)
+        return self.engine.warm(chatml(render_messages(self.config, turn.state)), stop)
+
     def start(self, call_id):
         """The first turn of a call: the agent's greeting (no model involved)."""
         state = new_state()

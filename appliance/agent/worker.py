@@ -94,6 +94,9 @@ class AgentWorker(Worker):
     def handle(self, message, audio):
         body = message.body
         runner = self.runner(body["agent"])
+        if message.type == "agent_prefill":
+            yield self._prefill_turn(runner, message)
+            return
         if "text" in body:
             outputs = runner.respond(body["state"], body["text"], call_id=message.call_id, cancelled=self.cancelled)
         else:
@@ -102,6 +105,19 @@ class AgentWorker(Worker):
             yield self._reply(message, output)
             if isinstance(output, TurnResult) and output.action == "listen" and not self.cancelled.is_set():
                 self.after_job(partial(self._prefill, runner, output.state, message.call_id))
+
+    def _prefill_turn(self, runner, message):
+        """The caller paused: evaluate the reply's prompt ahead, until another job (the turn itself) comes."""
+        started = time.monotonic()
+        prefill = runner.prefill_turn(message.body["state"], message.body["text"],
+                                      lambda: self.cancelled.is_set() or self.job_waiting())
+        if prefill is None:
+            return self.reply(message, "agent_prefilled", {"tokens": 0, "evaluated": 0, "complete": True})
+        log.info("agent_head_start call_id=%s tokens=%d cached=%d evaluated=%d complete=%s seconds=%.2f",
+                 message.call_id, prefill.total, prefill.cached, prefill.evaluated, prefill.complete,
+                 time.monotonic() - started)
+        return self.reply(message, "agent_prefilled",
+                          {"tokens": prefill.total, "evaluated": prefill.evaluated, "complete": prefill.complete})
 
     @staticmethod
     def _prefill(runner, state, call_id, stop):

@@ -84,6 +84,11 @@ class Worker:
         ``work`` checks it often and returns then. Its failures are logged, never sent."""
         self._after_job = work
 
+    def job_waiting(self):
+        """Whether another job is waiting for this worker (or it is stopping): a handler doing optional
+        work checks it and gives way."""
+        return bool(self._queue) or self._stop.is_set()
+
     def reply(self, request, type, body=None, *, audio=None) -> Message:
         """A reply to ``request``, on its call and turn, stamped by this worker."""
         return self._sequencer.make(type, body, call_id=request.call_id, turn_id=request.turn_id, audio=audio)
@@ -196,12 +201,9 @@ class Worker:
         finally:
             pipe.close()
 
-    def _job_waiting(self):
-        return bool(self._queue) or self._stop.is_set()
-
     def _run_after_job(self, work):
         try:
-            work(self._job_waiting)
+            work(self.job_waiting)
         except Exception:
             log.exception("after_job_failed worker=%s", self.name)
 

@@ -7,6 +7,10 @@ client and hands audio to the tick through a queue; writes to the store go throu
 thread. On barge-in the loop has already flushed playout in the same frame; the session then
 cancels the turn's jobs on their workers and cuts the agent's message to the words heard.
 
+At each pause in the caller's turn a head start transcribes the turn so far and has the agent
+evaluate the prompt of its reply; if the turn then ends with no more speech, the turn takes the
+transcript and finds the prompt evaluated. Nothing is said or done before the turn has ended.
+
 A worker that dies mid-turn is restarted by the router and its retryable job (STT, TTS) runs
 again on the new process; if the turn still fails, the caller hears the agent's apology
 (rendered when the call starts) and the call is handed to a person with its record kept.
@@ -24,12 +28,17 @@ import numpy as np
 from parley.appliance.agent.conversation import copy_state, heard_words, new_state, record_interruption, transcript
 from parley.appliance.bus import BusClient, BusError, Sequencer
 from parley.appliance.store import Store
-from parley.core.call_loop import BargeIn, CallLoop, CallLoopSettings, SpeechStarted, TurnEnded
+from parley.core.call_loop import BargeIn, CallLoop, CallLoopSettings, SpeechStarted, TurnEnded, TurnPaused
 
 log = logging.getLogger("parley.call")
 
 DTMF_PAUSE_MS = 2000
 """Keys typed without ``#`` reach the agent after this long without another key."""
+HEAD_START_TURN_IDS = 1 << 20
+"""A head start's jobs carry this plus the index of the turn they prepare: never the turn's own id,
+so cancelling the one spares the other."""
+HEAD_START_WAIT_S = 10.0
+"""Longest a turn waits for its head start's transcript before transcribing the turn itself."""
 SPAN_ORDER = ("user_speech_end", "endpoint", "stt_final", "llm_first_token", "first_sentence", "tts_first_audio",
               "playout_start")
 
@@ -63,7 +72,7 @@ class TurnRecord:
 class _AgentTurn(threading.Thread):
     """STT, the agent and TTS for one turn, off the frame path."""
 
-    def __init__(self, session, index, audio, state, from_sample, typed=None, words=None):
+    def __init__(self, session, index, audio, state, from_sample, typed=None, words=None, head_start=None):
         super().__init__(name=f"turn-{session.call_id[:8]}-{index}", daemon=True)
         self.session = session
         self.index = index
@@ -74,6 +83,8 @@ class _AgentTurn(threading.Thread):
         """What the caller keyed in on the phone's keypad (DTMF), instead of audio."""
         self.words = words
         """The turn's words as the acoustic end-of-turn stage already transcribed them, or None."""
+        self.head_start = head_start
+        """The ``_HeadStart`` that transcribed this very turn at its last pause, or None."""
         self.state = state
         self.from_sample = from_sample
         self.cancelled = threading.Event()
@@ -154,9 +165,15 @@ class _AgentTurn(threading.Thread):
 
     def _transcribe(self, client, stamp):
         if self.words is not None:  # the end-of-turn check transcribed exactly this turn
+            if self.head_start is not None:
+                self.head_start.transcript(0)  # taken over: it sends no prefill from now on
             self.record.spans["stt_final"] = time.monotonic_ns()
             self.record.caller_text = self.words
             return self.words
+        heard = self.head_start.transcript(HEAD_START_WAIT_S) if self.head_start is not None else None
+        if heard is not None:  # the head start transcribed exactly this turn, at its pause
+            self.record.caller_text, self.record.spans["stt_final"] = heard
+            return self.record.caller_text
         pcm = (np.clip(self.audio, -1.0, 1.0) * 32767).astype("<i2").tobytes()
         request = stamp.make("stt_request", {"sample_rate": 16000}, call_id=self.session.call_id, turn_id=self.index)
         [final] = [r for r in client.request("stt", request, pcm) if r.type == "stt_final"]
@@ -206,6 +223,65 @@ class _AgentTurn(threading.Thread):
                 session.audio_out.put((self.utterance_id, samples))
                 self.pushed += samples.shape[0]
         self.sentences.append((text, start, self.pushed))
+
+
+class _HeadStart(threading.Thread):
+    """At a pause in the caller's turn: the turn so far transcribed, then the agent's prompt for a
+    reply to it evaluated (``agent_prefill``), in case the turn has ended. A turn that ends with no
+    more speech takes it over; when the caller goes on it is dropped and its jobs cancelled."""
+
+    def __init__(self, session, turn_id, audio, from_sample, paused_sample, state):
+        super().__init__(name=f"head-{session.call_id[:8]}-{turn_id - HEAD_START_TURN_IDS}", daemon=True)
+        self.session = session
+        self.turn_id = turn_id
+        self.audio = audio
+        self.from_sample = from_sample
+        self.paused_sample = paused_sample
+        self.state = state
+        self.cancelled = threading.Event()
+        self._transcribed = threading.Event()
+        self._heard = None
+        """(text, stt_final t_ns) once transcribed; stays None when the transcription failed."""
+        self._lock = threading.Lock()
+        self._taken = False
+
+    def run(self):
+        session = self.session
+        client = BusClient(session.endpoints.clients, name=f"head-{session.call_id[:8]}")
+        stamp = Sequencer()
+        try:
+            pcm = (np.clip(self.audio, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+            request = stamp.make("stt_request", {"sample_rate": 16000}, call_id=session.call_id, turn_id=self.turn_id)
+            [final] = [r for r in client.request("stt", request, pcm) if r.type == "stt_final"]
+            text = final.body["text"].strip()
+            with self._lock:
+                self._heard = (text, final.t_ns)
+                self._transcribed.set()
+                if not text or self._taken or self.cancelled.is_set():
+                    return  # the turn has its words and sends its own job now: a prefill would only race it
+            body = {"agent": session.agent_folder, "state": self.state, "text": text}
+            client.request("agent", stamp.make("agent_prefill", body, call_id=session.call_id, turn_id=self.turn_id),
+                           timeout=session.agent_timeout)
+        except BusError as exc:
+            if not self.cancelled.is_set():
+                log.info("head_start_failed call_id=%s turn_id=%d error=%s: the turn does its own work",
+                         session.call_id, self.turn_id - HEAD_START_TURN_IDS, exc)
+        finally:
+            self._transcribed.set()
+            client.close()
+
+    def covers(self, from_sample, speech_end_sample):
+        """Whether this head start heard exactly the turn that ended there: the same start, and no
+        speech after its pause."""
+        return from_sample == self.from_sample and speech_end_sample <= self.paused_sample
+
+    def transcript(self, timeout):
+        """Taken over by the turn: ``(text, stt_final t_ns)`` once transcribed, or None when the
+        transcription failed or took longer than ``timeout`` seconds."""
+        with self._lock:
+            self._taken = True
+        self._transcribed.wait(timeout)
+        return self._heard
 
 
 class _Recorder(threading.Thread):
@@ -266,6 +342,7 @@ class CallSession:
         self._speech_from = None
         self._went_on_from = None
         """Where the caller's words began when a reply to them was dropped because they went on."""
+        self._head_start = None
         self._ticks = 0
         self._t0_ns = None
         self._control = BusClient(endpoints.clients, name=f"control-{self.call_id[:8]}")
@@ -344,6 +421,8 @@ class CallSession:
                 self._speech_from = event.stt_from_sample
                 self._idle_frames = 0
                 self._caller_went_on()
+            elif isinstance(event, TurnPaused):
+                self._on_turn_paused(event)
             elif isinstance(event, BargeIn):
                 self._on_barge_in(event)
             elif isinstance(event, TurnEnded):
@@ -427,15 +506,16 @@ class CallSession:
     def close(self):
         if not self.closed.is_set():
             self.hang_up()
+        self._drop_head_start("call closed")
         if self._acoustic is not None:
             self._acoustic.cancel(self.call_id)
         self._recorder.close()
         self._control.close()
 
     # ---- turns -----------------------------------------------------------------------------
-    def _begin_turn(self, audio, from_sample, spans=None, typed=None, end_reason=None, words=None):
+    def _begin_turn(self, audio, from_sample, spans=None, typed=None, end_reason=None, words=None, head_start=None):
         self._index += 1
-        turn = _AgentTurn(self, self._index, audio, copy_state(self._state), from_sample, typed, words)
+        turn = _AgentTurn(self, self._index, audio, copy_state(self._state), from_sample, typed, words, head_start)
         turn.record.spans.update(spans or {})
         turn.record.end_reason = "keys" if typed is not None else end_reason
         self._turn = turn
@@ -480,13 +560,37 @@ class CallSession:
         self._turn = None
         log.info("caller_went_on call_id=%s turn_id=%d", self.call_id, turn.index)
 
+    def _on_turn_paused(self, event):
+        """The caller paused: a head start on the reply, in case the turn has ended (when no reply is
+        under way, the agent file allows it and the caller has spoken in this turn)."""
+        self._drop_head_start("caller went on")
+        if (not self.agent.conversation.head_start or self._turn is not None or self._speech_from is None
+                or self.closed.is_set()):
+            return
+        from_sample = self._turn_start(self._speech_from)
+        head = _HeadStart(self, HEAD_START_TURN_IDS + self._index + 1, self.loop.turn_audio(from_sample, event.sample), from_sample,
+                          event.sample, copy_state(self._state))
+        self._head_start = head
+        head.start()
+
+    def _drop_head_start(self, reason):
+        head, self._head_start = self._head_start, None
+        if head is not None:
+            head.cancelled.set()
+            self._control.cancel(self.call_id, head.turn_id, reason=reason)
+
+    def _turn_start(self, from_sample):
+        """Where the turn's words begin: from ``from_sample``, or earlier when a reply to the caller's
+        words before was dropped because they went on."""
+        return from_sample if self._went_on_from is None else min(from_sample, self._went_on_from)
+
     def _on_turn_ended(self, event):
         turn = self._turn
         from_sample = self._speech_from if self._speech_from is not None else event.speech_end_sample
         spans = {"user_speech_end": self._sample_ns(event.speech_end_sample), "endpoint": time.monotonic_ns()}
         words = event.transcript
         if self._went_on_from is not None:
-            from_sample = min(from_sample, self._went_on_from)
+            from_sample = self._turn_start(from_sample)
             words = None  # the stage heard the latest part only
             self._went_on_from = None
         if turn is not None and not self._barged_in:
@@ -499,11 +603,16 @@ class CallSession:
                 self._turn = None
         self._barged_in = False
         self._speech_from = None
+        head, self._head_start = self._head_start, None
+        if head is not None and not head.covers(from_sample, event.speech_end_sample):
+            self._head_start = head
+            self._drop_head_start("caller went on")
+            head = None
         if self.closed.is_set():
             return
         audio = self.loop.turn_audio(from_sample, event.speech_end_sample)
-        log.info("turn_ended call_id=%s reason=%s", self.call_id, event.reason)
-        self._begin_turn(audio, from_sample, spans, end_reason=event.reason, words=words)
+        log.info("turn_ended call_id=%s reason=%s head_start=%s", self.call_id, event.reason, head is not None)
+        self._begin_turn(audio, from_sample, spans, end_reason=event.reason, words=words, head_start=head)
 
     def _cancel(self, turn, reason):
         if turn.cancelled.is_set():
