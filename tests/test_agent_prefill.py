@@ -21,6 +21,11 @@ HISTORY = chatml([
              "four five one two and I paid forty nine dollars and ninety nine cents for it."),
     ("assistant", "I am sorry to hear that. I can refund the kettle on order 4512."),
     ("user", "Yes please, refund it to my card. Also, which days are you open?"),
+    ("assistant", "Done: 49.99 dollars are refunded on order 4512 and reach your card in five to seven business "
+                  "days. We are open Monday to Saturday, nine in the morning to six in the evening."),
+    ("user", "Thanks. One more thing: my sister ordered a set of dining chairs last month and two of them "
+             "wobble. She lost the receipt but still has the box. Can she return them, and does she pay for "
+             "the return shipping, or is that free for faulty items?"),
 ], reply=True)
 
 
@@ -62,6 +67,24 @@ def test_a_prefill_gives_way_between_chunks_and_keeps_what_it_evaluated(warmed):
     assert stopped.evaluated == stopped.cached + 2 * PREFILL_CHUNK_TOKENS
     resumed = warmed.warm(HISTORY)
     assert resumed.cached == stopped.evaluated and resumed.complete
+
+
+class _CancelledAfter:
+    """A cancel that is heard at the given look (the first is look 0)."""
+
+    def __init__(self, look):
+        self.looks = look
+
+    def is_set(self):
+        self.looks -= 1
+        return self.looks < 0
+
+
+def test_a_cancel_is_heard_while_the_prompt_is_evaluated(warmed):
+    system = warmed.warm(SYSTEM)
+    assert "".join(warmed.stream(HISTORY, max_tokens=12, cancelled=_CancelledAfter(1))) == ""
+    evaluated = warmed.cached(HISTORY)
+    assert evaluated == system.total + PREFILL_CHUNK_TOKENS < warmed.count_tokens(HISTORY)
 
 
 def test_a_reply_after_a_prefill_that_gave_way_is_the_reply_without_one(models_dir, warmed):
