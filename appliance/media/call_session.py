@@ -27,6 +27,7 @@ import numpy as np
 
 from parley.appliance.agent.conversation import copy_state, heard_words, new_state, record_interruption, transcript
 from parley.appliance.bus import BusClient, BusError, Sequencer
+from parley.appliance.media.end_of_turn import SharedTranscripts, pcm16
 from parley.appliance.store import Store
 from parley.core.call_loop import BargeIn, CallLoop, CallLoopSettings, SpeechStarted, TurnEnded, TurnPaused
 
@@ -174,7 +175,7 @@ class _AgentTurn(threading.Thread):
         if heard is not None:  # the head start transcribed exactly this turn, at its pause
             self.record.caller_text, self.record.spans["stt_final"] = heard
             return self.record.caller_text
-        pcm = (np.clip(self.audio, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+        pcm = pcm16(self.audio)
         request = stamp.make("stt_request", {"sample_rate": 16000}, call_id=self.session.call_id, turn_id=self.index)
         [final] = [r for r in client.request("stt", request, pcm) if r.type == "stt_final"]
         self.record.spans["stt_final"] = final.t_ns
@@ -250,19 +251,22 @@ class _HeadStart(threading.Thread):
         client = BusClient(session.endpoints.clients, name=f"head-{session.call_id[:8]}")
         stamp = Sequencer()
         try:
-            pcm = (np.clip(self.audio, -1.0, 1.0) * 32767).astype("<i2").tobytes()
-            request = stamp.make("stt_request", {"sample_rate": 16000}, call_id=session.call_id, turn_id=self.turn_id)
-            [final] = [r for r in client.request("stt", request, pcm) if r.type == "stt_final"]
-            text = final.body["text"].strip()
+            def transcribe():
+                request = stamp.make("stt_request", {"sample_rate": 16000}, call_id=session.call_id, turn_id=self.turn_id)
+                [final] = [r for r in client.request("stt", request, pcm) if r.type == "stt_final"]
+                return final.body["text"].strip(), final.t_ns
+
+            pcm = pcm16(self.audio)
+            text, t_ns = session.transcripts.transcribe(pcm, transcribe, timeout=HEAD_START_WAIT_S)
             with self._lock:
-                self._heard = (text, final.t_ns)
+                self._heard = (text, t_ns)
                 self._transcribed.set()
                 if not text or self._taken or self.cancelled.is_set():
                     return  # the turn has its words and sends its own job now: a prefill would only race it
             body = {"agent": session.agent_folder, "state": self.state, "text": text}
             client.request("agent", stamp.make("agent_prefill", body, call_id=session.call_id, turn_id=self.turn_id),
                            timeout=session.agent_timeout)
-        except BusError as exc:
+        except (BusError, TimeoutError) as exc:
             if not self.cancelled.is_set():
                 log.info("head_start_failed call_id=%s turn_id=%d error=%s: the turn does its own work",
                          session.call_id, self.turn_id - HEAD_START_TURN_IDS, exc)
@@ -314,9 +318,12 @@ class CallSession:
     """One call's loop, turns and record; the channel feeds audio and ticks ``next_frame()``."""
 
     def __init__(self, *, agent, agent_folder, agent_version_id, endpoints, store_path, silero, channel,
-                 caller="", line_rate=8000, codec="l16", call_id=None, agent_timeout=60.0, acoustic=None):
+                 caller="", line_rate=8000, codec="l16", call_id=None, agent_timeout=60.0, acoustic=None,
+                 transcripts=None):
         """``acoustic``: the process's acoustic end-of-turn stage (``media.end_of_turn``), or None for
-        silence timing alone; used when the agent's ``conversation.end_of_turn`` is ``acoustic``."""
+        silence timing alone; used when the agent's ``conversation.end_of_turn`` is ``acoustic``.
+        ``transcripts``: the ``SharedTranscripts`` the stage transcribes through, so that a pause's
+        audio is transcribed once for the stage and the head start."""
         self.agent = agent
         self.agent_folder = str(agent_folder)
         self.endpoints = endpoints
@@ -324,6 +331,7 @@ class CallSession:
         self.line_rate = line_rate
         self.agent_timeout = agent_timeout
         self.call_id = call_id or str(uuid.uuid4())
+        self.transcripts = transcripts or SharedTranscripts()
         self._acoustic = acoustic if agent.conversation.end_of_turn == "acoustic" else None
         self.loop = CallLoop(silero, CallLoopSettings(line_rate=line_rate, codec=codec, endpointer=agent.endpointer,
                                                       barge_in=agent.barge_in),

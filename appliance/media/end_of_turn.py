@@ -7,8 +7,10 @@ set's recorded speech that keeps the early end (median 100 ms after a complete t
 cutting 1 in 24 mid-sentence pauses instead of 3 (scripts/evaluate_turn_taking.py --acoustic-only).
 """
 
+import hashlib
 import logging
 import threading
+from collections import OrderedDict
 
 import numpy as np
 
@@ -22,28 +24,81 @@ TRANSCRIBE_TIMEOUT_S = 1.0
 hangover has ended it by then anyway), and the stage's next request is not held up longer."""
 
 
-class BusTranscriber:
-    """``transcribe(16 kHz float audio) -> str`` by the STT worker; a bus client per calling thread."""
+def pcm16(audio):
+    """Float audio in [-1, 1] as the PCM16 bytes an ``stt_request`` carries."""
+    return (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2").tobytes()
 
-    def __init__(self, endpoints, timeout=TRANSCRIBE_TIMEOUT_S):
+
+class _Flight:
+    def __init__(self):
+        self.done = threading.Event()
+        self.result = None
+        self.error = None
+
+
+class SharedTranscripts:
+    """One transcription for the very same audio asked twice: at a pause, the call's head start and
+    the end-of-turn check both want the turn so far, and the second asker waits for the first's
+    words instead of queueing a second STT job behind it. Remembers the last ``keep`` pieces."""
+
+    def __init__(self, keep=64):
+        self.keep = keep
+        self._flights = OrderedDict()
+        self._lock = threading.Lock()
+
+    def transcribe(self, pcm, run, timeout=None):
+        """``run()``'s result for these PCM bytes: run here if nobody asked for them yet, else the
+        first asker's (waiting up to ``timeout`` seconds; its error is raised here too)."""
+        key = hashlib.blake2b(pcm, digest_size=16).digest()
+        with self._lock:
+            flight = self._flights.get(key)
+            first = flight is None
+            if first:
+                flight = self._flights[key] = _Flight()
+                while len(self._flights) > self.keep:
+                    self._flights.popitem(last=False)
+        if first:
+            try:
+                flight.result = run()
+            except Exception as exc:
+                flight.error = exc
+            finally:
+                flight.done.set()
+        elif not flight.done.wait(timeout):
+            raise TimeoutError(f"the same audio's transcription took over {timeout} s")
+        if flight.error is not None:
+            raise flight.error
+        return flight.result
+
+
+class BusTranscriber:
+    """``transcribe(16 kHz float audio) -> str`` by the STT worker; a bus client per calling thread.
+    With ``shared``, audio a call's head start is transcribing already is not transcribed twice."""
+
+    def __init__(self, endpoints, timeout=TRANSCRIBE_TIMEOUT_S, shared=None):
         self.endpoints = endpoints
         self.timeout = timeout
+        self.shared = shared or SharedTranscripts()
         self._local = threading.local()
         self._clients = []
         self._lock = threading.Lock()
 
     def transcribe(self, audio_16k):
+        pcm = pcm16(audio_16k)
+        text, _ = self.shared.transcribe(pcm, lambda: self._transcribe(pcm), timeout=self.timeout)
+        return text
+
+    def _transcribe(self, pcm):
         local = self._local
         if getattr(local, "client", None) is None:
             local.client = BusClient(self.endpoints.clients, name="end-of-turn")
             local.stamp = Sequencer()
             with self._lock:
                 self._clients.append(local.client)
-        pcm = (np.clip(audio_16k, -1.0, 1.0) * 32767).astype("<i2").tobytes()
         request = local.stamp.make("stt_request", {"sample_rate": 16000})
         replies = local.client.request("stt", request, pcm, timeout=self.timeout)
         [final] = [reply for reply in replies if reply.type == "stt_final"]
-        return final.body["text"].strip()
+        return final.body["text"].strip(), final.t_ns
 
     def close(self):
         with self._lock:
@@ -52,11 +107,12 @@ class BusTranscriber:
             self._clients.clear()
 
 
-def acoustic_stage(models_dir, endpoints):
-    """The stage over the fetched Smart Turn model with the STT worker as its transcriber, or None
-    (logged) when the model is not fetched: turns then end on silence timing alone."""
+def acoustic_stage(models_dir, endpoints, shared=None):
+    """The stage over the fetched Smart Turn model with the STT worker as its transcriber (sharing
+    ``shared`` with the calls' head starts), or None (logged) when the model is not fetched: turns
+    then end on silence timing alone."""
     path = models_dir.joinpath(*MODEL_RELATIVE_PATH)
     if not path.is_file():
         log.warning("acoustic_end_of_turn_off reason=%s is missing (run `parley models fetch`)", path)
         return None
-    return AcousticTurnStage.from_models_dir(models_dir, transcriber=BusTranscriber(endpoints))
+    return AcousticTurnStage.from_models_dir(models_dir, transcriber=BusTranscriber(endpoints, shared=shared))

@@ -11,7 +11,7 @@ from parley.appliance.platform.versions import current_version
 from parley.appliance.agent.worker import agent_variables
 from parley.appliance.bus import BusClient, Sequencer
 from parley.appliance.media.call_session import CallSession
-from parley.appliance.media.end_of_turn import acoustic_stage
+from parley.appliance.media.end_of_turn import SharedTranscripts, acoustic_stage
 from parley.appliance.media.file_channel import run_call
 from parley.appliance.store import Store
 from parley.core.silero import SileroVad
@@ -33,7 +33,9 @@ class CallPlacer:
         if not silero_path.is_file():
             raise FileNotFoundError(f"{silero_path} is missing: run `parley models fetch`")
         self.silero = SileroVad(silero_path)
-        self.acoustic = (acoustic_stage(self.settings.models_dir, services.endpoints)
+        self.transcripts = SharedTranscripts()
+        """The turn so far, transcribed once for a call's head start and the end-of-turn check."""
+        self.acoustic = (acoustic_stage(self.settings.models_dir, services.endpoints, self.transcripts)
                          if self.agent.conversation.end_of_turn == "acoustic" else None)
         with Store.open(self.settings.db_path) as store:
             self.version = current_version(store, self.agent.name, self.agent_folder)
@@ -43,7 +45,7 @@ class CallPlacer:
         return CallSession(agent=self.agent, agent_folder=self.agent_folder, agent_version_id=self.version.id,
                            endpoints=self.services.endpoints, store_path=self.settings.db_path, silero=self.silero,
                            channel=channel, caller=caller, line_rate=self.line_rate if codec == "l16" else 8000,
-                           codec=codec, acoustic=self.acoustic)
+                           codec=codec, acoustic=self.acoustic, transcripts=self.transcripts)
 
     def place(self, caller_source, *, channel="file", caller="", realtime=True, max_seconds=240.0):
         """Run one call with ``caller_source`` (a ScriptedCaller or WavCaller); (session, audio)."""

@@ -1,0 +1,65 @@
+"""SharedTranscripts: the same audio asked for twice at a pause is transcribed once."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from parley.appliance.media.end_of_turn import SharedTranscripts, pcm16
+
+PAUSE = pcm16(np.linspace(-0.5, 0.5, 1600, dtype=np.float32))
+OTHER = pcm16(np.linspace(0.5, -0.5, 1600, dtype=np.float32))
+
+
+def slow_run(result, started, release, runs):
+    def run():
+        runs.append(result)
+        started.set()
+        release.wait(5)
+        if isinstance(result, Exception):
+            raise result
+        return result
+    return run
+
+
+def test_the_second_asker_for_the_same_audio_gets_the_first_askers_words():
+    shared, runs, started, release = SharedTranscripts(), [], threading.Event(), threading.Event()
+    first = {}
+
+    def ask_first():
+        first["words"] = shared.transcribe(PAUSE, slow_run(("my order", 7), started, release, runs))
+    thread = threading.Thread(target=ask_first)
+    thread.start()
+    started.wait(5)
+    threading.Timer(0.05, release.set).start()
+    second = shared.transcribe(PAUSE, lambda: runs.append("second") or ("never", 0), timeout=5)
+    thread.join(5)
+    assert second == first["words"] == ("my order", 7) and runs == [("my order", 7)]
+
+
+def test_different_audio_is_transcribed_apart():
+    shared, runs = SharedTranscripts(), []
+    assert shared.transcribe(PAUSE, lambda: runs.append(1) or "a") == "a"
+    assert shared.transcribe(OTHER, lambda: runs.append(2) or "b") == "b"
+    assert runs == [1, 2]
+
+
+def test_the_first_askers_failure_reaches_the_second_and_a_slow_first_times_the_second_out():
+    shared, runs, started, release = SharedTranscripts(), [], threading.Event(), threading.Event()
+    failing = threading.Thread(target=lambda: pytest.raises(RuntimeError, shared.transcribe, PAUSE,
+                                                            slow_run(RuntimeError("stt down"), started, release, runs)))
+    failing.start()
+    started.wait(5)
+    with pytest.raises(TimeoutError):
+        shared.transcribe(PAUSE, lambda: "never", timeout=0.05)
+    release.set()
+    failing.join(5)
+    with pytest.raises(RuntimeError, match="stt down"):
+        shared.transcribe(PAUSE, lambda: "never", timeout=5)
+
+
+def test_only_the_last_pieces_are_remembered():
+    shared, runs = SharedTranscripts(keep=1), []
+    shared.transcribe(PAUSE, lambda: runs.append(1) or "a")
+    shared.transcribe(OTHER, lambda: runs.append(2) or "b")
+    assert shared.transcribe(PAUSE, lambda: runs.append(3) or "again") == "again" and runs == [1, 2, 3]
