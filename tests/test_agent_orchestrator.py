@@ -204,6 +204,27 @@ def test_sentences_are_cut_as_soon_as_they_end(pieces, expected):
     assert out == expected
 
 
+@pytest.mark.parametrize("pieces, expected", [
+    (["I'm sorry to hear ", "that, let me check, ", "shall I? Yes, of course."],
+     ["I'm sorry to hear that,", "let me check, shall I?", "Yes, of course."]),
+    (["Sure, I can help with that. Order 4512, ", "the kettle, is here."],
+     ["Sure, I can help with that.", "Order 4512, the kettle, is here."]),
+    (["Your total was 1,250 dollars ", "and 10:30 is fine - see you then."],
+     ["Your total was 1,250 dollars and 10:30 is fine -", "see you then."]),
+    (["Yes. Well, that is a long story, indeed."], ["Yes.", "Well, that is a long story, indeed."]),
+])
+def test_the_first_piece_of_a_reply_may_end_at_a_clause_of_four_words_or_more(pieces, expected):
+    splitter = SentenceSplitter()
+    out = [s for piece in pieces for s in splitter.feed(piece)] + splitter.flush()
+    assert out == expected
+
+
+def test_without_a_first_clause_the_reply_is_cut_at_sentences_only():
+    splitter = SentenceSplitter(first_clause_words=0)
+    assert splitter.feed("I'm sorry to hear that, let me check. ") == []
+    assert splitter.feed("Done") == ["I'm sorry to hear that, let me check."] and splitter.flush() == ["Done"]
+
+
 def test_an_interrupted_message_keeps_only_the_words_heard():
     sentences = [("Your refund is done.", 0, 8000), ("It will arrive in five to seven days.", 8000, 20000)]
     assert heard_words(sentences, 4000) == "Your refund"

@@ -95,31 +95,48 @@ class _Turn:
     closing: str | None = None
 
 
+FIRST_CLAUSE_WORDS = 4
+"""The reply's first piece may end at a clause of at least this many words ("I'm sorry to hear
+that,") instead of the sentence's end: the voice starts while the model writes the rest."""
+
+
 class SentenceSplitter:
-    """Cuts streamed text into sentences as soon as each one is complete."""
+    """Cuts streamed text into sentences as soon as each one is complete; the first piece may end
+    at a clause (a comma, semicolon, colon or dash after ``first_clause_words`` words or more)."""
 
     _END = re.compile(r"[.!?]+[\"')]?\s+(?=\S)")
     _NOT_AN_END = re.compile(r"(?:\b(?:Mr|Ms|Mrs|Dr|St|vs|etc|e\.g|i\.e)|\b[A-Z])\.$")
+    _CLAUSE = re.compile(r"[,;:]\s+(?=\S)|\s[-\u2013\u2014]\s+(?=\S)")
 
-    def __init__(self):
+    def __init__(self, first_clause_words=FIRST_CLAUSE_WORDS):
+        self.first_clause_words = first_clause_words
         self._buffer = ""
+        self._cut = False
 
     def feed(self, text):
         self._buffer += text
-        sentences, start = [], 0
-        for match in self._END.finditer(self._buffer):
-            if self._NOT_AN_END.search(self._buffer[start:match.start() + 1]):
-                continue
-            sentence = self._buffer[start:match.end()].strip()
-            if sentence:
-                sentences.append(sentence)
-            start = match.end()
-        self._buffer = self._buffer[start:]
-        return sentences
+        pieces = []
+        while (end := self._next_end()) is not None:
+            piece, self._buffer = self._buffer[:end].strip(), self._buffer[end:]
+            if piece:
+                pieces.append(piece)
+                self._cut = True
+        return pieces
 
     def flush(self):
         rest, self._buffer = self._buffer.strip(), ""
         return [rest] if rest else []
+
+    def _next_end(self):
+        sentence_end = next((m.end() for m in self._END.finditer(self._buffer)
+                             if not self._NOT_AN_END.search(self._buffer[:m.start() + 1])), None)
+        if not self._cut and self.first_clause_words:
+            for match in self._CLAUSE.finditer(self._buffer):
+                if sentence_end is not None and match.start() >= sentence_end:
+                    break
+                if len(self._buffer[:match.start()].split()) >= self.first_clause_words:
+                    return match.end()
+        return sentence_end
 
 
 class AgentRunner:
