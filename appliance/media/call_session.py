@@ -27,7 +27,7 @@ import numpy as np
 
 from parley.appliance.agent.conversation import copy_state, heard_words, new_state, record_interruption, transcript
 from parley.appliance.bus import BusClient, BusError, Sequencer
-from parley.appliance.media.end_of_turn import SharedTranscripts, pcm16
+from parley.appliance.media.end_of_turn import SharedTranscripts, pcm16, words_on_bus
 from parley.appliance.store import Store
 from parley.core.call_loop import BargeIn, CallLoop, CallLoopSettings, SpeechStarted, TurnEnded, TurnPaused
 
@@ -177,9 +177,7 @@ class _AgentTurn(threading.Thread):
             return self.record.caller_text
         pcm = pcm16(self.audio)
         request = stamp.make("stt_request", {"sample_rate": 16000}, call_id=self.session.call_id, turn_id=self.index)
-        [final] = [r for r in client.request("stt", request, pcm) if r.type == "stt_final"]
-        self.record.spans["stt_final"] = final.t_ns
-        self.record.caller_text = final.body["text"].strip()
+        self.record.caller_text, self.record.spans["stt_final"] = words_on_bus(client, request, pcm)
         return self.record.caller_text
 
     def _on_agent_reply(self, client, stamp, reply):
@@ -251,13 +249,10 @@ class _HeadStart(threading.Thread):
         client = BusClient(session.endpoints.clients, name=f"head-{session.call_id[:8]}")
         stamp = Sequencer()
         try:
-            def transcribe():
-                request = stamp.make("stt_request", {"sample_rate": 16000}, call_id=session.call_id, turn_id=self.turn_id)
-                [final] = [r for r in client.request("stt", request, pcm) if r.type == "stt_final"]
-                return final.body["text"].strip(), final.t_ns
-
             pcm = pcm16(self.audio)
-            text, t_ns = session.transcripts.transcribe(pcm, transcribe, timeout=HEAD_START_WAIT_S)
+            request = stamp.make("stt_request", {"sample_rate": 16000}, call_id=session.call_id, turn_id=self.turn_id)
+            text, t_ns = session.transcripts.transcribe(pcm, lambda: words_on_bus(client, request, pcm),
+                                                        timeout=HEAD_START_WAIT_S)
             with self._lock:
                 self._heard = (text, t_ns)
                 self._transcribed.set()

@@ -29,6 +29,12 @@ def pcm16(audio):
     return (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2").tobytes()
 
 
+def words_on_bus(client, request, pcm, timeout=None):
+    """The STT worker's words for ``pcm`` (``request`` is its ``stt_request``): (text, stt_final t_ns)."""
+    [final] = [reply for reply in client.request("stt", request, pcm, timeout=timeout) if reply.type == "stt_final"]
+    return final.body["text"].strip(), final.t_ns
+
+
 class _Flight:
     def __init__(self):
         self.done = threading.Event()
@@ -95,10 +101,7 @@ class BusTranscriber:
             local.stamp = Sequencer()
             with self._lock:
                 self._clients.append(local.client)
-        request = local.stamp.make("stt_request", {"sample_rate": 16000})
-        replies = local.client.request("stt", request, pcm, timeout=self.timeout)
-        [final] = [reply for reply in replies if reply.type == "stt_final"]
-        return final.body["text"].strip(), final.t_ns
+        return words_on_bus(local.client, local.stamp.make("stt_request", {"sample_rate": 16000}), pcm, self.timeout)
 
     def close(self):
         with self._lock:
