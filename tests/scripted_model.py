@@ -29,6 +29,10 @@ class ScriptedModel:
             yield text[i:i + 7]
 
 
+    def stream_action(self, prompt, schema, *, max_tokens=160, temperature=0.0, cancelled=None):
+        return self.stream(prompt, grammar=schema, max_tokens=max_tokens, temperature=temperature, cancelled=cancelled)
+
+
 def say(text):
     return {"action": "say", "text": text}
 

@@ -1,14 +1,17 @@
-"""The prefill between turns through a real llama.cpp model (the 135M test model): it keeps what
-is cached, gives way between chunks when asked, and what it evaluated is reused as it is."""
+"""The LLM engine through a real llama.cpp model (the 135M test model): the prefill between turns
+keeps what is cached, gives way between chunks when asked, and what it evaluated is reused as it
+is; a reply is one JSON action with the parts every reply shares put in the prompt."""
 
 import pytest
 
 from conftest import fetched
 from parley.appliance.agent.config import load_agent
 from parley.appliance.agent.conversation import new_state
-from parley.appliance.agent.llm import PREFILL_CHUNK_TOKENS, chatml
+from parley.appliance.agent.llm import (ACTION_HEAD, PREFILL_CHUNK_TOKENS, SayStream, action_schema, chatml,
+                                        parse_action)
 from parley.appliance.agent.orchestrator import AgentRunner
 from parley.appliance.demo import ACME_DIR
+from parley.appliance.demo.shop import LOOKUP_ORDER_PARAMETERS
 
 pytestmark = pytest.mark.models
 
@@ -105,9 +108,9 @@ class _Watched:
     def __getattr__(self, name):
         return getattr(self.engine, name)
 
-    def stream(self, prompt, **options):
+    def stream_action(self, prompt, schema, **options):
         self.cached_at_start.append((self.engine.cached(prompt), self.engine.count_tokens(prompt)))
-        return self.engine.stream(prompt, **options)
+        return self.engine.stream_action(prompt, schema, **options)
 
 
 def test_a_head_start_evaluates_the_very_prompt_the_turn_then_continues(models_dir, tmp_path):
@@ -124,3 +127,23 @@ def test_a_head_start_evaluates_the_very_prompt_the_turn_then_continues(models_d
     assert cached >= prefill.total - 1 and total >= prefill.total, "the turn's first prompt was not the one prefilled"
     pending = {**state, "pending": {"tool": "issue_refund", "arguments": {}, "read_back": "Shall I?"}}
     assert runner.prefill_turn(pending, "yes") is None  # a read-back's answer is read without the model first
+
+
+ORDER_QUESTION = chatml([("system", "You answer a shop's phone in five words or fewer. Tool: lookup_order(order_id)."),
+                         ("user", "Where is my order 4512?")])
+
+
+def test_a_tool_call_is_written_after_the_parts_every_reply_shares(warmed):
+    pieces = list(warmed.stream_action(ORDER_QUESTION, action_schema([("lookup_order", LOOKUP_ORDER_PARAMETERS)]),
+                                       max_tokens=60))
+    assert pieces[0].startswith(ACTION_HEAD) and len(pieces[0]) > len(ACTION_HEAD)  # with the model's first token
+    assert parse_action("".join(pieces)) == ("lookup_order", {"order_id": "4512"})
+
+
+def test_a_say_reply_streams_its_text_after_the_parts_every_reply_shares(warmed):
+    spoken, pieces = SayStream(), []
+    for piece in warmed.stream_action(ORDER_QUESTION, action_schema([]), max_tokens=30):
+        pieces.append(piece)
+        spoken.feed(piece)
+    assert "".join(pieces).startswith('{"action": "say", "text": "') and spoken.action == "say"
+    assert len("".join(pieces)) > len('{"action": "say", "text": "') + 10  # the model wrote the text

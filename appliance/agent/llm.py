@@ -233,6 +233,24 @@ class Prefill:
         return self.evaluated >= self.total
 
 
+ACTION_HEAD = '{"action": "'
+"""How every reply starts, as ``render_messages`` shows the agent's earlier replies."""
+SAY_MIDDLE = ', "text": "'
+TOOL_MIDDLE = ', "arguments": '
+"""What follows the action's name: a ``say``'s text, or a tool's arguments."""
+ACTION_NAME_TOKENS = 16
+SAY_TEXT_GBNF = r"""root ::= char+ "\"}"
+char ::= [^"\\] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F])
+"""
+"""The rest of a ``say`` reply: the text (a JSON string's characters, at least one), then ``"}``."""
+
+
+def _closing_the_reply(arguments_gbnf):
+    """A tool's arguments grammar (``json_schema_to_gbnf``'s, its root renamed), then the reply's ``}``."""
+    renamed = re.sub(r"^root ::= ", "tool-arguments ::= ", arguments_gbnf, count=1, flags=re.MULTILINE)
+    return renamed + '\nroot ::= tool-arguments "}"\n'
+
+
 def _common_prefix(cached, tokens):
     """How many leading tokens ``cached`` and ``tokens`` share."""
     count = 0
@@ -279,6 +297,40 @@ class LlamaEngine:
         if key not in self._grammars:
             self._grammars[key] = LlamaGrammar.from_string(
                 "root ::= " + " | ".join(json.dumps(o) for o in options), verbose=False)
+        return self._grammars[key]
+
+    def stream_action(self, prompt, schema, *, max_tokens=160, temperature=0.0, cancelled=None):
+        """One reply under ``schema`` (``action_schema``), streamed as text. The parts every reply
+        of an action shares are put in the prompt instead of being decoded one token at a time
+        (a decoded token costs about 45 ms of a 1.5B model on 2 cores; a prompt token a few): the
+        model writes the action's name, then the text or the arguments."""
+        names, rests = self._action_grammars(schema)
+        name = ""
+        for piece in self.stream(prompt + ACTION_HEAD, grammar=names, max_tokens=ACTION_NAME_TOKENS,
+                                 temperature=temperature, cancelled=cancelled):
+            yield piece if name else ACTION_HEAD + piece
+            name += piece
+        action = name[:-1]
+        if not name.endswith('"') or action not in rests or (cancelled is not None and cancelled.is_set()):
+            return
+        middle = SAY_MIDDLE if action == SAY else TOOL_MIDDLE
+        yield middle
+        yield from self.stream(prompt + ACTION_HEAD + name + middle, grammar=rests[action], max_tokens=max_tokens,
+                               temperature=temperature, cancelled=cancelled)
+
+    def _action_grammars(self, schema):
+        """(the grammar of an action's name and its closing quote, {action: the grammar of the rest})."""
+        key = ("actions", json.dumps(schema, sort_keys=True))
+        if key not in self._grammars:
+            from llama_cpp import LlamaGrammar
+            from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+            actions = {c["properties"]["action"]["const"]: c["properties"] for c in schema["anyOf"]}
+            names = "root ::= " + " | ".join(json.dumps(name + '"') for name in actions)
+            rests = {name: SAY_TEXT_GBNF if name == SAY else _closing_the_reply(json_schema_to_gbnf(
+                json.dumps(properties["arguments"]))) for name, properties in actions.items()}
+            self._grammars[key] = (LlamaGrammar.from_string(names, verbose=False),
+                                   {name: LlamaGrammar.from_string(rest, verbose=False) for name, rest in rests.items()})
         return self._grammars[key]
 
     def count_tokens(self, text):

@@ -149,9 +149,8 @@ class AgentRunner:
         self.audit = audit or (lambda action, subject, details: None)
         self.handlers = {tool.name: load_handler(tool.handler) for tool in config.tools}
         self.schema = action_schema([(t.name, t.parameters) for t in all_tools(config)])
-        self.grammar = engine.grammar(self.schema)
-        self.grammar_after_a_step = engine.grammar(
-            action_schema([(t.name, t.parameters) for t in all_tools(config) if t.name != "skip_turn"]))
+        self.schema_after_a_step = action_schema(
+            [(t.name, t.parameters) for t in all_tools(config) if t.name != "skip_turn"])
         """Once a tool ran (or was refused) this turn the caller is waiting for an answer: saying
         nothing is no longer a choice (a small model otherwise goes silent after a refusal)."""
 
@@ -211,8 +210,8 @@ class AgentRunner:
             if turn.state["failed_attempts"] >= self.config.escalation.max_failed_attempts:
                 return (yield from self._transfer(turn, f"{turn.state['failed_attempts']} failed attempts", call_id, cancelled))
             try:
-                grammar = self.grammar_after_a_step if step else self.grammar
-                action, payload = yield from self._next_action(turn, cancelled, grammar)
+                schema = self.schema_after_a_step if step else self.schema
+                action, payload = yield from self._next_action(turn, cancelled, schema)
             except ReplyParseError as exc:
                 log.warning("llm_reply_unparsed call_id=%s reason=%s", call_id, exc)
                 if cancelled is not None and cancelled.is_set():
@@ -280,12 +279,12 @@ class AgentRunner:
             turn.state["entries"].append(entry)
             turn.chunk_ids.extend(chunk["id"] for chunk in entry["chunks"])
 
-    def _next_action(self, turn, cancelled, grammar):
+    def _next_action(self, turn, cancelled, schema):
         prompt = chatml(render_messages(self.config, turn.state))
         reply, splitter = SayStream(), SentenceSplitter()
         filler = None
-        for piece in self.engine.stream(prompt, grammar=grammar, max_tokens=self.config.llm.max_tokens,
-                                        temperature=self.config.llm.temperature, cancelled=cancelled):
+        for piece in self.engine.stream_action(prompt, schema, max_tokens=self.config.llm.max_tokens,
+                                               temperature=self.config.llm.temperature, cancelled=cancelled):
             if not turn.first_token:
                 turn.first_token = True
                 yield FirstToken(time.monotonic_ns())
