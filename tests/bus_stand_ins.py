@@ -103,8 +103,8 @@ class FixedTranscript(Worker):
 
 class SlowAgent(Worker):
     """An agent worker that greets at once and answers a caller only after ``PARLEY_TEST_AGENT_DELAY_S``
-    of work. An ``agent_prefill`` does that work ahead (until another job comes, as the real one gives
-    way): a turn with the same words then only waits for what is left of it."""
+    of work. An ``agent_prefill`` has that work done ahead, after its job, until another job comes (as
+    the real one gives way): a turn with the same words then only waits for what is left of it."""
 
     service = "agent"
 
@@ -116,11 +116,7 @@ class SlowAgent(Worker):
         state = message.body["state"]
         delay = float(os.environ.get("PARLEY_TEST_AGENT_DELAY_S", "0"))
         if message.type == "agent_prefill":
-            started = time.monotonic()
-            while time.monotonic() - started < delay and not (self.cancelled.is_set() or self.job_waiting()):
-                time.sleep(0.005)
-            self.prefilled[(message.call_id, message.body["text"])] = time.monotonic() - started
-            yield self.reply(message, "agent_prefilled", {"tokens": 1, "evaluated": 1, "complete": True})
+            self.after_job(lambda stop: self._work_ahead((message.call_id, message.body["text"]), delay, stop))
             return
         if "text" not in message.body:
             text = "Hello."
@@ -135,6 +131,12 @@ class SlowAgent(Worker):
         yield self.reply(message, "agent_state", {"state": {**state, "entries": entries}, "action": "listen",
                                                   "kb_chunk_ids": [], "text": text})
 
+    def _work_ahead(self, key, delay, stop):
+        started = time.monotonic()
+        while time.monotonic() - started < delay and not stop():
+            time.sleep(0.005)
+        self.prefilled[key] = time.monotonic() - started
+
 
 class SwitchboardAgent(Worker):
     """An agent worker that greets, transfers a caller who keys ``0`` (the operator) and answers
@@ -144,7 +146,6 @@ class SwitchboardAgent(Worker):
 
     def handle(self, message, audio):
         if message.type == "agent_prefill":
-            yield self.reply(message, "agent_prefilled", {"tokens": 0, "evaluated": 0, "complete": True})
             return
         state = message.body["state"]
         caller = message.body.get("text")

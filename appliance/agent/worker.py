@@ -95,7 +95,10 @@ class AgentWorker(Worker):
         body = message.body
         runner = self.runner(body["agent"])
         if message.type == "agent_prefill":
-            yield self._prefill_turn(runner, message)
+            # The job ends at once, so the router sends this worker the turn the moment it comes;
+            # the prompt is evaluated after the job, giving way to that turn (or any other job).
+            self.after_job(partial(self._prefill, "head_start", message.call_id,
+                                   partial(runner.prefill_turn, body["state"], body["text"])))
             return
         if "text" in body:
             outputs = runner.respond(body["state"], body["text"], call_id=message.call_id, cancelled=self.cancelled)
@@ -104,28 +107,19 @@ class AgentWorker(Worker):
         for output in outputs:
             yield self._reply(message, output)
             if isinstance(output, TurnResult) and output.action == "listen" and not self.cancelled.is_set():
-                self.after_job(partial(self._prefill, runner, output.state, message.call_id))
-
-    def _prefill_turn(self, runner, message):
-        """The caller paused: evaluate the reply's prompt ahead, until another job (the turn itself) comes."""
-        started = time.monotonic()
-        prefill = runner.prefill_turn(message.body["state"], message.body["text"],
-                                      lambda: self.cancelled.is_set() or self.job_waiting())
-        if prefill is None:
-            return self.reply(message, "agent_prefilled", {"tokens": 0, "evaluated": 0, "complete": True})
-        log.info("agent_head_start call_id=%s tokens=%d cached=%d evaluated=%d complete=%s seconds=%.2f",
-                 message.call_id, prefill.total, prefill.cached, prefill.evaluated, prefill.complete,
-                 time.monotonic() - started)
-        return self.reply(message, "agent_prefilled",
-                          {"tokens": prefill.total, "evaluated": prefill.evaluated, "complete": prefill.complete})
+                self.after_job(partial(self._prefill, "between_turns", message.call_id,
+                                       partial(runner.prefill, output.state)))
 
     @staticmethod
-    def _prefill(runner, state, call_id, stop):
-        """While the caller listens: evaluate the conversation so far, giving way to the next job."""
+    def _prefill(kind, call_id, evaluate, stop):
+        """Evaluate a prompt ahead (``evaluate(stop)``) while the worker would be idle: the
+        conversation between turns, or a head start's reply at the caller's pause."""
         started = time.monotonic()
-        prefill = runner.prefill(state, stop)
-        log.info("agent_prefill call_id=%s tokens=%d cached=%d evaluated=%d complete=%s seconds=%.2f", call_id,
-                 prefill.total, prefill.cached, prefill.evaluated, prefill.complete, time.monotonic() - started)
+        prefill = evaluate(stop)
+        if prefill is not None:
+            log.info("agent_prefill kind=%s call_id=%s tokens=%d cached=%d evaluated=%d complete=%s seconds=%.2f",
+                     kind, call_id, prefill.total, prefill.cached, prefill.evaluated, prefill.complete,
+                     time.monotonic() - started)
 
     def _reply(self, request, output):
         if isinstance(output, Sentence):

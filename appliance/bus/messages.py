@@ -134,11 +134,9 @@ _define("tool_result", DATA, {"name": str, "arguments": dict, "status": str, "me
 _define("handoff", DATA, {"reason": str, "summary": str, "collected": dict, "transcript": str},
         doc="The agent hands the caller to a person: the record the colleague sees.")
 _define("agent_prefill", DATA, {"agent": str, "state": dict, "text": str}, retryable=True,
-        doc="The caller paused after saying `text`: evaluate the prompt of the reply to it now, so that if the turn "
-            "has ended the agent_turn that follows starts from it. Nothing is said or done; gives way to any other "
-            "job. Replies agent_prefilled.")
-_define("agent_prefilled", DATA, {"tokens": int, "evaluated": int, "complete": bool},
-        doc="What an agent_prefill evaluated: the prompt's tokens, how many are now cached, whether all.")
+        doc="The caller paused after saying `text`: evaluate the prompt of the reply to it ahead, so that if the turn "
+            "has ended the agent_turn that follows starts from it. Nothing is said or done, and no reply comes: the "
+            "job ends at once and the worker evaluates after it, giving way to the next job it is sent.")
 _define("agent_state", DATA, {"state": dict, "action": str, "kb_chunk_ids": list, "text": str},
         doc="The turn is over: the updated conversation state, and listen, end_call or transfer.")
 

@@ -225,9 +225,10 @@ class _AgentTurn(threading.Thread):
 
 
 class _HeadStart(threading.Thread):
-    """At a pause in the caller's turn: the turn so far transcribed, then the agent's prompt for a
-    reply to it evaluated (``agent_prefill``), in case the turn has ended. A turn that ends with no
-    more speech takes it over; when the caller goes on it is dropped and its jobs cancelled."""
+    """At a pause in the caller's turn: the turn so far transcribed, then the agent asked to evaluate
+    the prompt of a reply to it (``agent_prefill``, done on the worker until its next job), in case
+    the turn has ended. A turn that ends with no more speech takes it over; when the caller goes on
+    it is dropped (its transcription cancelled; the next job stops the evaluation)."""
 
     def __init__(self, session, turn_id, audio, from_sample, paused_sample, state):
         super().__init__(name=f"head-{session.call_id[:8]}-{turn_id - HEAD_START_TURN_IDS}", daemon=True)
