@@ -69,13 +69,13 @@ class SpeaksAt:
         return frame
 
 
-def session_for(router, silero, tmp_path, **flow):
+def session_for(router, silero, tmp_path, channel="test", **flow):
     acme = load_agent(ACME_DIR, variables={"var": str(tmp_path)})
     acme = replace(acme, conversation=replace(acme.conversation, **flow))
     with Store.open(tmp_path / "parley.db") as store:
         version = store.save_agent_version("acme", {"files": {}}, author="t", message="m")
     return CallSession(agent=acme, agent_folder=ACME_DIR, agent_version_id=version.id, endpoints=router.endpoints,
-                       store_path=tmp_path / "parley.db", silero=silero, channel="test", line_rate=RATE)
+                       store_path=tmp_path / "parley.db", silero=silero, channel=channel, line_rate=RATE)
 
 
 def test_a_slow_reply_is_preceded_by_the_filler_and_timed_from_the_real_answer(router, silero, beckett, tmp_path):
@@ -107,6 +107,12 @@ def test_a_head_start_at_the_last_pause_transcribes_the_turn_and_brings_the_repl
     assert taken.voice_to_voice_ms < cold.voice_to_voice_ms - hangover_ms / 2, \
         "the agent's work from the pause on was not counted towards the reply"
     assert taken.agent_text == cold.agent_text == "It has shipped."
+
+
+def test_sip_calls_get_no_head_start_yet_and_an_agent_may_turn_it_off(router, silero, tmp_path):
+    assert session_for(router, silero, tmp_path / "a").head_start is True
+    assert session_for(router, silero, tmp_path / "b", channel="sip").head_start is False
+    assert session_for(router, silero, tmp_path / "c", head_start=False).head_start is False
 
 
 def test_no_filler_when_the_reply_comes_in_time(router, silero, beckett, tmp_path):
