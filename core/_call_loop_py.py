@@ -17,6 +17,7 @@ import cython
 import numpy as np
 
 from parley.core import _endpointer_py
+from parley.core.buffers import lazy_zeros
 
 if cython.compiled:
     from parley.core import _bargein_c as _bargein
@@ -107,7 +108,7 @@ class CallLoop:
         self._out = self._out_array
         self._out_pcm = np.zeros(n, np.int16)
         self._out_codes = bytearray(n)
-        self._turn_audio_array = np.zeros(settings.turn_audio_s * ANALYSIS_RATE, np.float32)
+        self._turn_audio_array = np.frombuffer(lazy_zeros(settings.turn_audio_s * ANALYSIS_RATE, "f"), np.float32)
         self._turn_audio = self._turn_audio_array
         self._analysis_written = 0
         self._speech = False

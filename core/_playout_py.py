@@ -8,6 +8,8 @@ playout: ``_playout_c.py`` is a symlink to it and ``_playout_c.pxd`` gives it C 
 
 from array import array
 
+from parley.core.buffers import lazy_zeros
+
 MAX_UTTERANCES = 32
 """Utterances whose counts are kept: far more than a turn's worth of context needs."""
 FLOAT32_MAX = 3.4028234663852886e38
@@ -30,7 +32,7 @@ class Playout:
         self.current_utterance_id = -1
         self.samples_repaired = 0
         self.reference = array("f", bytes(4 * self.frame_samples))
-        self._ring = array("f", bytes(4 * self.capacity))
+        self._ring = lazy_zeros(self.capacity, "f")
         self._read = 0
         self._ids = array("q", bytes(8 * MAX_UTTERANCES))
         self._pushed = array("q", bytes(8 * MAX_UTTERANCES))
