@@ -2,8 +2,11 @@
 
 ``send_at(deadline_ns, batch)`` sleeps until ``deadline_ns`` on ``time.monotonic_ns()``'s clock
 and sends every ``(socket, packet, sockaddr(host, port), (host, port))`` in ``batch``; it returns
-how late each packet left in ns (None for one the socket refused). The compiled ``_pacing``
-sleeps and sends with the GIL released; ``PARLEY_NO_EXTENSIONS=1`` runs the twin ``_pacing_py``.
+how late each packet left in ns (None for one the socket refused). ``Pacer`` is a thread of its
+own doing it batch after batch: ``submit(deadline_ns, batch, owners)`` queues one,
+``drain()`` gives back ``(deadline_ns, [(owner, late_ns), ...])`` for each one sent. The compiled
+``_pacing`` sleeps and sends with the GIL released, and its Pacer's thread never takes the GIL;
+``PARLEY_NO_EXTENSIONS=1`` runs the twin ``_pacing_py``.
 """
 
 import socket
@@ -14,6 +17,7 @@ from parley.core._implementation import choose
 _impl, COMPILED = choose("_pacing", "_pacing_py")
 
 send_at = _impl.send_at
+Pacer = _impl.Pacer
 
 
 def sockaddr(host, port):

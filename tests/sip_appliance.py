@@ -141,13 +141,15 @@ async def _serve(server):
     finished = server.finished
     return {"calls": server.calls_finished, "peak_calls": server.peak_calls, "wall_s": time.monotonic() - started,
             "cpu_s": used.ru_utime + used.ru_stime - cpu.ru_utime - cpu.ru_stime,
+            "peak_rss_mb": used.ru_maxrss / 1024, "clock_realtime": server.clock_realtime,
+            "late_batches": [(due / 1e9, worst_ms) for due, worst_ms in server.late_batches],
             "packets_sent": sum(c.sender.packet_count for c in finished),
             "packets_received": sorted(c.stats.received for c in finished),
             "late_packets": sum(c.late_packets for c in finished),
             "max_late_ms": max((c.max_late_ms for c in finished), default=0.0),
             "tick_ms_p50": float(np.percentile(server.tick_ms, 50)), "tick_ms_p99": float(np.percentile(server.tick_ms, 99)),
-            "tick_ms_max": max(server.tick_ms), "wake_late_ms_p99": float(np.percentile(server.wake_late_ms, 99)),
-            "wake_late_ms_max": max(server.wake_late_ms)}
+            "tick_ms_max": max(server.tick_ms), "send_late_ms_p99": float(np.percentile(server.send_late_ms, 99)),
+            "send_late_ms_max": max(server.send_late_ms), "batches_dropped": server.batches_dropped}
 
 
 if __name__ == "__main__":

@@ -3,10 +3,11 @@
 
 SIP signalling and RTP reception run on the asyncio loop; one media clock thread ticks every call
 each 20 ms, so a busy loop (a burst of datagrams, a call being set up) cannot make a packet late.
-The clock computes each tick's frames two ticks ahead and hands them to a sender thread, which
-sends each batch at its deadline with the GIL released (``parley.core.pacing``) and asks for
-real-time scheduling where allowed: a packet's send time depends neither on how many calls are
-being computed nor on what other Python threads do (the price: 40 ms of delay on the way out). A call's lock keeps its session to one thread at a time;
+The clock computes each tick's frames two ticks ahead and hands them to a pacer, a thread in C
+that never takes the GIL and sends each batch at its deadline (``parley.core.pacing.Pacer``):
+a packet's send time depends neither on how many calls are being computed nor on what other
+Python threads do (the price: 40 ms of delay on the way out). Clock and pacer ask for real-time
+scheduling where allowed, so other processes on a busy machine cannot hold them up. A call's lock keeps its session to one thread at a time;
 what the clock decides for the user agent (hang up, transfer) is handed to the loop. Every
 packet's lateness against its ideal send time is counted. What the process holds when it starts serving
 is moved out of the garbage collector's sight (``gc.freeze``): a full collection over a big
@@ -22,7 +23,6 @@ import asyncio
 import gc
 import logging
 import os
-import queue
 import random
 import socket
 import sys
@@ -174,7 +174,8 @@ class MediaCall:
         return self.rtp, packet, self._sockaddr[1], self.remote
 
     def sent(self, late_ns):
-        """Count one packet sent ``late_ns`` after its time (None: the socket refused it)."""
+        """Count one packet sent ``late_ns`` after its time (None: not sent, the socket refused it
+        or the pacer was full)."""
         if late_ns is None:
             self.send_errors += 1
             return
@@ -285,13 +286,19 @@ class SipServer:
         self.ticks = 0
         self.tick_overruns = 0
         self.peak_calls = 0
+        """The most calls in progress at once."""
         self.clock_realtime = False
         """Whether the media clock thread got real-time scheduling (root or CAP_SYS_NICE)."""
-        """The most calls in progress at once."""
+        self.sender_realtime = False
+        """Whether the sender thread did."""
         self.tick_ms = deque(maxlen=KEEP_TICKS)
         """How long each recent tick's computing took (every call's session), for the load figures."""
-        self.wake_late_ms = deque(maxlen=KEEP_TICKS)
-        """How late, after its deadline, each recent tick's sending was done and Python held the GIL again."""
+        self.send_late_ms = deque(maxlen=KEEP_TICKS)
+        """How late the last packet of each recent batch left, after its deadline."""
+        self.batches_dropped = 0
+        """Batches not sent because the pacer still held ``slots`` of them (its thread fell behind)."""
+        self.late_batches = deque(maxlen=KEEP_TICKS)
+        """``(deadline_ns, worst_ms)`` of each recent batch with a packet more than ``LATE_MS`` late."""
 
     # ---- life cycle ------------------------------------------------------------------------------
     async def serve(self, stop, ready=None):
@@ -309,7 +316,6 @@ class SipServer:
         if ready is not None:
             ready.set()
         self._clock_stop = threading.Event()
-        self._batches = queue.SimpleQueue()
         clock = threading.Thread(target=self._media_clock, name="media-clock", daemon=True)
         clock.start()
         try:
@@ -511,9 +517,14 @@ class SipServer:
     # ---- the media clock (its own thread) -------------------------------------------------------
     def _media_clock(self):
         """Compute every call's next frame ``LEAD_FRAMES`` ticks before it is due and hand the
-        batch to the sender: a slow tick here delays no packet."""
-        sender = threading.Thread(target=self._send_batches, name="media-sender", daemon=True)
-        sender.start()
+        batch to the pacer's thread (room for twice ``max_calls``: calls being hung up still send
+        while new ones start): a slow tick here delays no packet. Real-time scheduling where
+        allowed, one step below the pacer: a busy machine's other processes cannot hold it up."""
+        self.clock_realtime = _realtime_priority(CLOCK_PRIORITY)
+        pacer = pacing.Pacer(2 * self.agent.settings.max_calls, priority=SENDER_PRIORITY).start()
+        self.sender_realtime = pacer.realtime
+        log.info("media_clock realtime=%s sender realtime=%s paced_in_c=%s", self.clock_realtime,
+                 self.sender_realtime, pacing.COMPILED)
         due = time.monotonic_ns() + LEAD_FRAMES * FRAME_NS
         while not self._clock_stop.is_set():
             due += FRAME_NS
@@ -525,7 +536,8 @@ class SipServer:
                 self.tick_overruns += 1
                 due = time.monotonic_ns() + LEAD_FRAMES * FRAME_NS
             started = time.monotonic()
-            batch = []
+            self._count_sent(pacer.drain())
+            calls, items = [], []
             for media_call in list(self.calls.values()):
                 with media_call.lock:
                     if media_call.state == "done":
@@ -538,36 +550,44 @@ class SipServer:
                         self.on_loop(self.agent.hang_up, media_call.sip_call_id)
                         continue
                 if item is not None:
-                    batch.append((media_call, item))
-            self._batches.put((due, batch))
+                    calls.append(media_call)
+                    items.append(item)
+            if items and not pacer.submit(due, items, calls):
+                self.batches_dropped += 1
+                for media_call in calls:
+                    media_call.sent(None)
             self.ticks += 1
             self.tick_ms.append((time.monotonic() - started) * 1000)
-        self._batches.put(None)
-        sender.join()
+        pacer.stop()
+        self._count_sent(pacer.drain())
 
-    def _send_batches(self):
-        """The sender (real-time scheduling where allowed): each batch leaves at its deadline,
-        slept and sent with the GIL released."""
-        self.clock_realtime = _realtime_priority()
-        log.info("media_sender realtime=%s paced_in_c=%s", self.clock_realtime, pacing.COMPILED)
-        while (batch := self._batches.get()) is not None:
-            due, items = batch
-            late = pacing.send_at(due, [item for _, item in items])
-            for (media_call, _), late_ns in zip(items, late):
+    def _count_sent(self, batches):
+        """Each call's packets in ``batches`` (``Pacer.drain``), counted late or not."""
+        for due, sent in batches:
+            worst_ns = 0
+            for media_call, late_ns in sent:
                 media_call.sent(late_ns)
-            self.wake_late_ms.append((time.monotonic_ns() - due) / 1e6)
+                worst_ns = max(worst_ns, late_ns or 0)
+            self.send_late_ms.append(worst_ns / 1e6)
+            if worst_ns / 1e6 > LATE_MS:
+                self.late_batches.append((due, worst_ns / 1e6))
 
 
 CLOCK_PRIORITY = 10
-"""SCHED_RR priority of the media clock thread: above every normal process, far below the
-kernel's own real-time threads (it sleeps 19 ms of every 20, so it cannot starve the box)."""
+"""SCHED_RR priority of the media clock thread (every call's frame, computed): above every
+normal process, far below the kernel's own real-time threads. Its work is a few ms of each
+20 ms tick, so it cannot starve the box (and the kernel keeps 5 % of each second for normal
+processes whatever real-time threads do)."""
+SENDER_PRIORITY = 11
+"""SCHED_RR priority of the pacer's thread: above the clock, so a packet due leaves while a tick
+is being computed."""
 
 
-def _realtime_priority():
-    """Give the calling thread real-time round-robin scheduling when allowed; False otherwise
-    (the clock then runs at normal priority and a loaded machine can make packets late)."""
+def _realtime_priority(priority):
+    """Give the calling thread real-time round-robin scheduling at ``priority`` when allowed;
+    False otherwise (it then runs at normal priority and a loaded machine can make packets late)."""
     try:
-        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(CLOCK_PRIORITY))
+        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(priority))
     except (AttributeError, OSError):
         return False
     return True
