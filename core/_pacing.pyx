@@ -68,21 +68,25 @@ cdef inline long long _now_ns() noexcept nogil:
     return now.tv_sec * 1000000000LL + now.tv_nsec
 
 
-cdef void _send_at(long long deadline_ns, Py_ssize_t n, const int *fds, const char **packets,
+cdef long long _send_at(long long deadline_ns, Py_ssize_t n, const int *fds, const char **packets,
                    const Py_ssize_t *lengths, const char **addresses, const socklen_t *address_lengths,
                    long long *late) noexcept nogil:
-    """Sleep until ``deadline_ns``, send the ``n`` packets, and write how late each left (-1: refused)."""
+    """Sleep until ``deadline_ns``, send the ``n`` packets, and write how late each left (-1:
+    refused); returns when the sleep ended."""
     cdef timespec deadline
     cdef Py_ssize_t i
+    cdef long long woke
     deadline.tv_sec = deadline_ns // 1000000000LL
     deadline.tv_nsec = deadline_ns % 1000000000LL
     while clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &deadline, NULL) == EINTR:
         pass
+    woke = _now_ns()
     for i in range(n):
         if sendto(fds[i], packets[i], lengths[i], 0, <const sockaddr *> addresses[i], address_lengths[i]) < 0:
             late[i] = -1
         else:
             late[i] = _now_ns() - deadline_ns
+    return woke
 
 
 def send_at(long long deadline_ns, list batch):
@@ -133,6 +137,8 @@ cdef class Pacer:
     cdef pthread_cond_t _wake
     cdef long long _queued, _sent, _read
     cdef long long *_deadlines
+    cdef long long *_submitted
+    cdef long long *_woke
     cdef Py_ssize_t *_counts
     cdef int *_fds
     cdef char *_data
@@ -151,6 +157,8 @@ cdef class Pacer:
         self.slots, self.max_packets, self.max_bytes, self._priority = slots, max_packets, max_bytes, priority
         cdef Py_ssize_t n = slots * max_packets
         self._deadlines = <long long *> calloc(slots, sizeof(long long))
+        self._submitted = <long long *> calloc(slots, sizeof(long long))
+        self._woke = <long long *> calloc(slots, sizeof(long long))
         self._counts = <Py_ssize_t *> calloc(slots, sizeof(Py_ssize_t))
         self._fds = <int *> calloc(n, sizeof(int))
         self._data = <char *> calloc(n, max_bytes)
@@ -160,7 +168,7 @@ cdef class Pacer:
         self._address_pointers = <const char **> calloc(n, sizeof(char *))
         self._address_lengths = <socklen_t *> calloc(n, sizeof(socklen_t))
         self._late = <long long *> calloc(n, sizeof(long long))
-        if not (self._deadlines and self._counts and self._fds and self._data and self._packets and self._lengths
+        if not (self._deadlines and self._submitted and self._woke and self._counts and self._fds and self._data and self._packets and self._lengths
                 and self._addresses and self._address_pointers and self._address_lengths and self._late):
             raise MemoryError()
         cdef Py_ssize_t i
@@ -177,7 +185,7 @@ cdef class Pacer:
                 self._stop()
         pthread_cond_destroy(&self._wake)
         pthread_mutex_destroy(&self._lock)
-        free(self._deadlines); free(self._counts); free(self._fds); free(self._data); free(self._packets)
+        free(self._deadlines); free(self._submitted); free(self._woke); free(self._counts); free(self._fds); free(self._data); free(self._packets)
         free(self._lengths); free(self._addresses); free(self._address_pointers); free(self._address_lengths)
         free(self._late)
 
@@ -224,6 +232,7 @@ cdef class Pacer:
         self._owners[slot % self.slots] = owners
         pthread_mutex_lock(&self._lock)
         self._deadlines[slot % self.slots] = deadline_ns
+        self._submitted[slot % self.slots] = _now_ns()
         self._counts[slot % self.slots] = n
         self._queued = slot + 1
         pthread_cond_broadcast(&self._wake)
@@ -231,7 +240,9 @@ cdef class Pacer:
         return True
 
     def drain(self):
-        """Each sent batch not yet read: ``(deadline_ns, [(owner, late_ns or None), ...])``."""
+        """Each sent batch not yet read: ``(deadline_ns, submitted_ns, woke_ns, [(owner, late_ns or
+        None), ...])``, ``woke_ns`` when the thread's sleep for it ended: a thread that woke later
+        than ``max(deadline_ns, submitted_ns)`` was kept off the CPU by the machine."""
         cdef long long read, sent
         cdef Py_ssize_t i, base, n
         pthread_mutex_lock(&self._lock)
@@ -242,7 +253,8 @@ cdef class Pacer:
             base = (read % self.slots) * self.max_packets
             n = self._counts[read % self.slots]
             owners = self._owners[read % self.slots]
-            batches.append((self._deadlines[read % self.slots],
+            batches.append((self._deadlines[read % self.slots], self._submitted[read % self.slots],
+                            self._woke[read % self.slots],
                             [(owners[i], None if self._late[base + i] < 0 else self._late[base + i]) for i in range(n)]))
             self._owners[read % self.slots] = None
             read += 1
@@ -282,7 +294,7 @@ cdef class Pacer:
             slot = self._sent % self.slots
             pthread_mutex_unlock(&self._lock)
             base = slot * self.max_packets
-            _send_at(self._deadlines[slot], self._counts[slot], self._fds + base, self._packets + base,
+            self._woke[slot] = _send_at(self._deadlines[slot], self._counts[slot], self._fds + base, self._packets + base,
                      self._lengths + base, self._address_pointers + base, self._address_lengths + base,
                      self._late + base)
             pthread_mutex_lock(&self._lock)

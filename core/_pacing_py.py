@@ -10,9 +10,15 @@ from collections import deque
 def send_at(deadline_ns, batch):
     """Sleep until ``deadline_ns`` (monotonic), then send each ``(socket, packet, sockaddr,
     address)`` of ``batch``; a list of how late each packet left, in ns (None: not sent)."""
+    return _send_at(deadline_ns, batch)[1]
+
+
+def _send_at(deadline_ns, batch):
+    """``send_at``, and when the sleep ended."""
     delay = (deadline_ns - time.monotonic_ns()) / 1e9
     if delay > 0:
         time.sleep(delay)
+    woke = time.monotonic_ns()
     late = []
     for sock, packet, _, address in batch:
         try:
@@ -21,7 +27,7 @@ def send_at(deadline_ns, batch):
             late.append(None)
             continue
         late.append(time.monotonic_ns() - deadline_ns)
-    return late
+    return woke, late
 
 
 class Pacer:
@@ -60,7 +66,7 @@ class Pacer:
         with self._wake:
             if len(self._queued) + len(self._sent) >= self.slots:
                 return False
-            self._queued.append((deadline_ns, list(batch), list(owners)))
+            self._queued.append((deadline_ns, time.monotonic_ns(), list(batch), list(owners)))
             self._wake.notify()
         return True
 
@@ -90,8 +96,8 @@ class Pacer:
                     self._wake.wait()
                 if not self._queued:
                     return
-                deadline_ns, batch, owners = self._queued[0]
-            late = send_at(deadline_ns, batch)
+                deadline_ns, submitted_ns, batch, owners = self._queued[0]
+            woke_ns, late = _send_at(deadline_ns, batch)
             with self._wake:
                 self._queued.popleft()
-                self._sent.append((deadline_ns, list(zip(owners, late))))
+                self._sent.append((deadline_ns, submitted_ns, woke_ns, list(zip(owners, late))))

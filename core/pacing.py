@@ -4,7 +4,9 @@
 and sends every ``(socket, packet, sockaddr(host, port), (host, port))`` in ``batch``; it returns
 how late each packet left in ns (None for one the socket refused). ``Pacer`` is a thread of its
 own doing it batch after batch: ``submit(deadline_ns, batch, owners)`` queues one,
-``drain()`` gives back ``(deadline_ns, [(owner, late_ns), ...])`` for each one sent. The compiled
+``drain()`` gives back ``(deadline_ns, submitted_ns, woke_ns, [(owner, late_ns), ...])`` for
+each one sent (``woke_ns``: when its sleep ended; later than the deadline, the machine kept the
+thread off the CPU). The compiled
 ``_pacing`` sleeps and sends with the GIL released, and its Pacer's thread never takes the GIL;
 ``PARLEY_NO_EXTENSIONS=1`` runs the twin ``_pacing_py``.
 """

@@ -142,7 +142,7 @@ async def _serve(server):
     return {"calls": server.calls_finished, "peak_calls": server.peak_calls, "wall_s": time.monotonic() - started,
             "cpu_s": used.ru_utime + used.ru_stime - cpu.ru_utime - cpu.ru_stime,
             "peak_rss_mb": used.ru_maxrss / 1024, "clock_realtime": server.clock_realtime,
-            "late_batches": [(due / 1e9, worst_ms) for due, worst_ms in server.late_batches],
+            "late_batches": [(due / 1e9, worst_ms, woke_late_ms) for due, worst_ms, woke_late_ms in server.late_batches],
             "packets_sent": sum(c.sender.packet_count for c in finished),
             "packets_received": sorted(c.stats.received for c in finished),
             "late_packets": sum(c.late_packets for c in finished),

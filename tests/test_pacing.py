@@ -94,10 +94,12 @@ def test_a_pacer_sends_batch_after_batch_at_their_deadlines(impl, receiver, send
         sent = pacer.drain()
     finally:
         pacer.stop()
-    assert [deadline for deadline, _ in sent] == deadlines
-    assert [[owner for owner, _ in results] for _, results in sent] == [
+    assert [deadline for deadline, *_ in sent] == deadlines
+    assert [[owner for owner, _ in results] for *_, results in sent] == [
         [f"call {k}a", f"call {k}b"] for k in range(3)]
-    assert all(0 <= late < 20_000_000 for _, results in sent for _, late in results)
+    assert all(0 <= late < 20_000_000 for *_, results in sent for _, late in results)
+    assert all(submitted < deadline <= woke <= deadline + min(late for _, late in results)
+               for deadline, submitted, woke, results in sent), "submitted, then woken at the deadline, then sent"
     assert pacer.drain() == [], "each batch is read back once"
 
 
@@ -113,7 +115,7 @@ def test_a_full_pacer_refuses_a_batch_whole_and_stop_sends_what_it_holds(impl, r
         pacer.submit(soon, packets(sender, target, "d", "e", "f"), [4, 5, 6])
     pacer.stop()
     assert [receiver.recv(10) for _ in range(2)] == [b"a", b"b"]
-    assert [[owner for owner, _ in results] for _, results in pacer.drain()] == [[1], [2]]
+    assert [[owner for owner, _ in results] for *_, results in pacer.drain()] == [[1], [2]]
 
 
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
@@ -124,7 +126,7 @@ def test_a_pacer_reports_a_refused_send_as_none(impl, receiver, sender):
     pacer = impl.Pacer(2).start()
     pacer.submit(time.monotonic_ns(), packets(closed, target, "lost") + packets(sender, target, "kept"), ["x", "y"])
     pacer.stop()
-    [(_, [(_, lost), (_, kept)])] = pacer.drain()
+    [(*_, [(_, lost), (_, kept)])] = pacer.drain()
     assert lost is None and kept is not None and receiver.recv(10) == b"kept"
 
 
@@ -144,7 +146,7 @@ def test_the_compiled_pacer_sends_while_another_thread_holds_the_gil(receiver, s
         sorted(numbers)
         held_until = time.monotonic_ns()
         assert receiver.recv(10) == b"on time"
-        [(_, [(_, late)])] = pacer.drain()
+        [(*_, [(_, late)])] = pacer.drain()
     finally:
         pacer.stop()
     assert held_until - held_from > 100_000_000, "the GIL was not held long enough to tell"

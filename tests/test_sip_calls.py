@@ -19,7 +19,7 @@ import pytest
 
 from conftest import fetched
 from parley.appliance.media.file_channel import read_wav
-from parley.appliance.media.sip.server import FRAME_S, LEAD_FRAMES, MediaSettings, SipServer
+from parley.appliance.media.sip.server import FRAME_S, LATE_MS, LEAD_FRAMES, MediaSettings, SipServer
 from parley.appliance.media.sip.useragent import SipSettings
 from parley.appliance.store import Store
 from parley.core.silero import SileroVad
@@ -71,30 +71,32 @@ def appliance(router, silero, tmp_path, *, max_calls=8, **options):
 
 
 def split_by_machine_stalls(late_batches, stalls):
-    """The worst lateness of each late ``(due_s, worst_ms)`` batch, in two lists: those late
-    across a window in which the machine ran nothing of ours (from the tick that computed the
-    batch to the moment it left), and the appliance's own."""
-    in_stalls, ours = [], []
-    for due_s, worst_ms in late_batches:
+    """The worst lateness of each late ``(due_s, worst_ms, woke_late_ms)`` batch, in two lists:
+    the machine's, and the appliance's own. The machine's: those that, less the time the pacer's
+    real-time thread woke late, were not late; and those late across a window in which the
+    machine ran nothing of ours (from the tick that computed the batch to the moment it left)."""
+    machine, ours = [], []
+    for due_s, worst_ms, woke_late_ms in late_batches:
         computed_from = due_s - (LEAD_FRAMES + 1) * FRAME_S
-        (in_stalls if stalls.covering(computed_from, due_s + worst_ms / 1000) else ours).append(worst_ms)
-    return in_stalls, ours
+        stalled = worst_ms - woke_late_ms <= LATE_MS or stalls.covering(computed_from, due_s + worst_ms / 1000)
+        (machine if stalled else ours).append(worst_ms)
+    return machine, ours
 
 
 @needs_raw
 def test_a_sipp_call_speaks_keys_digits_hears_the_agent_and_is_stored(router, silero, pcaps, tmp_path):
-    """One call end to end. Its packets must leave within a frame of their time; the 5 ms bound
-    is the load test's, in a process of its own with the machine's stalls measured beside it
-    (here the appliance shares pytest's process and a Python sniffer reading every packet)."""
+    """One call end to end; no packet more than 5 ms late but by the machine's doing (as in the
+    load test)."""
     with appliance(router, silero, tmp_path) as running:
         media_port = free_udp_port(pair=True)
-        with RtpSniffer([media_port]) as sniffer:
+        with RtpSniffer([media_port]) as sniffer, MachineStalls() as stalls:
             result = run_sipp("uac_call.xml", running.target, media_port=media_port, timeout_s=60,
                               variables={"audio_ms": 6000, "dtmf_ms": 2000, "listen_ms": 5000},
                               files={"caller_audio.pcap": pcaps / "caller_audio.pcap",
                                      "caller_dtmf.pcap": pcaps / "caller_dtmf.pcap"})
         assert result.ok, result.explain()
         [finished] = running.wait_finished(1)
+        late_batches = [(due / 1e9, worst_ms, woke_ms) for due, worst_ms, woke_ms in running.server.late_batches]
     [stream] = [s for s in sniffer.streams().values() if s.dst[1] == media_port]
     assert stream.payload_types == frozenset({0})
     assert stream.packets >= 40 * stream.duration_s and stream.duration_s > 10
@@ -109,7 +111,8 @@ def test_a_sipp_call_speaks_keys_digits_hears_the_agent_and_is_stored(router, si
     assert media["codec"] == "PCMU" and media["dtmf_keys"] == "4512#" and media["ended_by"] == "caller"
     assert media["packets_received"] >= 290 and media["packets_lost"] == 0
     assert 0 <= media["packets_sent"] - stream.packets <= 5, "sent after the sniffer stopped, at most the BYE's way"
-    assert finished.max_late_ms < FRAME_S * 1000, "a packet a whole frame late: the phone plays a gap"
+    _, ours = split_by_machine_stalls(late_batches, stalls)
+    assert ours == [], (late_batches, stalls.windows)
 
 
 def test_cancel_before_the_answer(router, silero, tmp_path):
@@ -178,9 +181,10 @@ LOAD_CALL_S = 20
 def test_load_every_concurrent_call_is_answered_and_no_packet_leaves_late(models_dir, pcaps, tmp_path):
     """N SIPp callers at once through the media path of an appliance process with stand-in models
     (tests/sip_appliance.py): all answered and held together, no RTP packet sent more than 5 ms
-    after its time while the machine ran our programs. A watcher per CPU (tests/machine_stalls.py)
-    finds the windows in which the machine itself ran nothing of ours (its host took the CPU);
-    a batch late across such a window is counted apart, any other late batch fails the test.
+    after its time while the machine ran our programs. The pacer says how late its real-time
+    thread woke for each batch, and a watcher per CPU (tests/machine_stalls.py) finds the windows
+    in which the machine ran nothing of ours (its host took the CPU): a batch late only by the
+    pacer's late wake-up, or across such a window, is counted apart; any other fails the test.
     Prints the figures, CPU per call among them."""
     port = free_udp_port()
     command = [sys.executable, str(Path(__file__).parent / "sip_appliance.py"), "--port", str(port),
@@ -198,7 +202,7 @@ def test_load_every_concurrent_call_is_answered_and_no_packet_leaves_late(models
             process.send_signal(signal.SIGTERM)
         figures = json.loads(process.stdout.read().strip().splitlines()[-1])
     assert result.ok and result.successful == LOAD_CALLS, result.explain()
-    in_stalls, ours = split_by_machine_stalls(figures["late_batches"], stalls)
+    machine, ours = split_by_machine_stalls(figures["late_batches"], stalls)
     print(f"\nSIP load: {figures['calls']} calls, {figures['peak_calls']} at once, {figures['packets_sent']} RTP "
           f"packets sent, {figures['late_packets']} late (> 5 ms), worst {figures['max_late_ms']:.2f} ms; "
           f"appliance CPU {figures['cpu_s']:.1f} s = "
@@ -208,8 +212,9 @@ def test_load_every_concurrent_call_is_answered_and_no_packet_leaves_late(models
           f"a batch's last packet late p99/max {figures['send_late_ms_p99']:.2f}/{figures['send_late_ms_max']:.2f} ms; "
           f"clock real-time {figures['clock_realtime']}")
     print(f"machine stalls (watchers real-time: {stalls.realtime}): {len(stalls.windows)}, longest "
-          f"{max((1000 * (b - a) for a, b in stalls.windows), default=0):.1f} ms; late batches across them: "
-          f"{len(in_stalls)} (worst {max(in_stalls, default=0):.1f} ms); late batches otherwise: {ours}")
+          f"{max((1000 * (b - a) for a, b in stalls.windows), default=0):.1f} ms; late batches the machine's "
+          f"(the pacer woke late, or across a stall): {len(machine)} (worst {max(machine, default=0):.1f} ms); "
+          f"late batches otherwise: {ours}")
     assert figures["calls"] == LOAD_CALLS and figures["peak_calls"] == LOAD_CALLS
     assert figures["packets_sent"] >= LOAD_CALLS * (LOAD_CALL_S - 1) * 50 and figures["batches_dropped"] == 0
     print(f"caller packets received per call: {figures['packets_received']}")

@@ -298,7 +298,8 @@ class SipServer:
         self.batches_dropped = 0
         """Batches not sent because the pacer still held ``slots`` of them (its thread fell behind)."""
         self.late_batches = deque(maxlen=KEEP_TICKS)
-        """``(deadline_ns, worst_ms)`` of each recent batch with a packet more than ``LATE_MS`` late."""
+        """``(deadline_ns, worst_ms, woke_late_ms)`` of each recent batch with a packet more than
+        ``LATE_MS`` late; ``woke_late_ms`` of it the pacer's thread woke late, the machine's doing."""
 
     # ---- life cycle ------------------------------------------------------------------------------
     async def serve(self, stop, ready=None):
@@ -562,15 +563,17 @@ class SipServer:
         self._count_sent(pacer.drain())
 
     def _count_sent(self, batches):
-        """Each call's packets in ``batches`` (``Pacer.drain``), counted late or not."""
-        for due, sent in batches:
+        """Each call's packets in ``batches`` (``Pacer.drain``), counted late or not. A late
+        batch keeps how much of its lateness was the pacer's thread waking late (the machine
+        kept a real-time thread that had nothing else to do off the CPU)."""
+        for due, submitted, woke, sent in batches:
             worst_ns = 0
             for media_call, late_ns in sent:
                 media_call.sent(late_ns)
                 worst_ns = max(worst_ns, late_ns or 0)
             self.send_late_ms.append(worst_ns / 1e6)
             if worst_ns / 1e6 > LATE_MS:
-                self.late_batches.append((due, worst_ns / 1e6))
+                self.late_batches.append((due, worst_ns / 1e6, max(0, woke - max(due, submitted)) / 1e6))
 
 
 CLOCK_PRIORITY = 10
