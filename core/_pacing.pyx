@@ -1,15 +1,14 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 """Sending packets at their time with the GIL released (see ``pacing.py``).
 
-The thread sleeps on CLOCK_MONOTONIC until the deadline (``time.monotonic_ns()``'s clock) and
-sends every packet with ``sendto(2)``, all without the GIL. ``send_at`` does it for one batch in
-the calling thread, which then needs the GIL back to learn the result; ``Pacer`` does it in a
-thread of its own that never takes the GIL: batches are copied in, results are read out, each
-under the GIL of the thread that asks, so no Python thread can delay a packet.
+``Pacer``'s thread sleeps on CLOCK_MONOTONIC until a batch's deadline (``time.monotonic_ns()``'s
+clock) and sends every packet with ``sendto(2)``; it never takes the GIL. Batches are copied in
+and results read out, each under the GIL of the thread that asks, so no Python thread can delay
+a packet.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
-from libc.stdlib cimport calloc, free, malloc
+from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy
 
 
@@ -87,35 +86,6 @@ cdef long long _send_at(long long deadline_ns, Py_ssize_t n, const int *fds, con
         else:
             late[i] = _now_ns() - deadline_ns
     return woke
-
-
-def send_at(long long deadline_ns, list batch):
-    """Sleep until ``deadline_ns`` (monotonic), then send each ``(socket, packet, sockaddr,
-    address)`` of ``batch``; a list of how late each packet left, in ns (None: not sent)."""
-    cdef Py_ssize_t n = len(batch), i
-    cdef int *fds = <int *> malloc(max(n, 1) * sizeof(int))
-    cdef const char **packets = <const char **> malloc(max(n, 1) * sizeof(char *))
-    cdef Py_ssize_t *lengths = <Py_ssize_t *> malloc(max(n, 1) * sizeof(Py_ssize_t))
-    cdef const char **addresses = <const char **> malloc(max(n, 1) * sizeof(char *))
-    cdef socklen_t *address_lengths = <socklen_t *> malloc(max(n, 1) * sizeof(socklen_t))
-    cdef long long *late = <long long *> malloc(max(n, 1) * sizeof(long long))
-    cdef bytes packet, address
-    if not (fds and packets and lengths and addresses and address_lengths and late):
-        free(fds); free(packets); free(lengths); free(addresses); free(address_lengths); free(late)
-        raise MemoryError()
-    try:
-        for i in range(n):
-            sock, packet, address, _ = batch[i]
-            fds[i] = sock.fileno()
-            packets[i] = PyBytes_AS_STRING(packet)
-            lengths[i] = PyBytes_GET_SIZE(packet)
-            addresses[i] = PyBytes_AS_STRING(address)
-            address_lengths[i] = <socklen_t> PyBytes_GET_SIZE(address)
-        with nogil:
-            _send_at(deadline_ns, n, fds, packets, lengths, addresses, address_lengths, late)
-        return [None if late[i] < 0 else late[i] for i in range(n)]
-    finally:
-        free(fds); free(packets); free(lengths); free(addresses); free(address_lengths); free(late)
 
 
 cdef enum:

@@ -1,5 +1,5 @@
-"""The plain-Python twin of ``_pacing``: sleep, then ``sock.sendto`` each packet (the GIL is
-taken back between sends, so other threads can delay them)."""
+"""The plain-Python twin of ``_pacing``: a Python thread sleeps, then ``sock.sendto`` each
+packet (it needs the GIL throughout, so other threads can delay them)."""
 
 import os
 import threading
@@ -7,14 +7,10 @@ import time
 from collections import deque
 
 
-def send_at(deadline_ns, batch):
-    """Sleep until ``deadline_ns`` (monotonic), then send each ``(socket, packet, sockaddr,
-    address)`` of ``batch``; a list of how late each packet left, in ns (None: not sent)."""
-    return _send_at(deadline_ns, batch)[1]
-
-
 def _send_at(deadline_ns, batch):
-    """``send_at``, and when the sleep ended."""
+    """Sleep until ``deadline_ns`` (monotonic), then send each ``(socket, packet, sockaddr,
+    address)`` of ``batch``; when the sleep ended, and how late each packet left in ns (None: not
+    sent)."""
     delay = (deadline_ns - time.monotonic_ns()) / 1e9
     if delay > 0:
         time.sleep(delay)

@@ -168,7 +168,7 @@ class MediaCall:
 
     # ---- out -----------------------------------------------------------------------------------
     def _to_send(self, packet):
-        """``packet`` as ``pacing.send_at`` takes it: (socket, bytes, sockaddr, address)."""
+        """``packet`` as ``pacing.Pacer.submit`` takes it: (socket, bytes, sockaddr, address)."""
         if self._sockaddr[0] != self.remote:
             self._sockaddr = (self.remote, sockaddr(*self.remote))
         return self.rtp, packet, self._sockaddr[1], self.remote
@@ -290,7 +290,7 @@ class SipServer:
         self.clock_realtime = False
         """Whether the media clock thread got real-time scheduling (root or CAP_SYS_NICE)."""
         self.sender_realtime = False
-        """Whether the sender thread did."""
+        """Whether the pacer's thread did."""
         self.tick_ms = deque(maxlen=KEEP_TICKS)
         """How long each recent tick's computing took (every call's session), for the load figures."""
         self.send_late_ms = deque(maxlen=KEEP_TICKS)
