@@ -57,7 +57,6 @@ cdef extern from "<pthread.h>" nogil:
     int pthread_cond_init(pthread_cond_t *cond, const void *attr)
     int pthread_cond_destroy(pthread_cond_t *cond)
     int pthread_cond_wait(pthread_cond_t *cond, pthread_mutex_t *mutex)
-    int pthread_cond_signal(pthread_cond_t *cond)
     int pthread_cond_broadcast(pthread_cond_t *cond)
 
 

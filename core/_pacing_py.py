@@ -6,6 +6,9 @@ import threading
 import time
 from collections import deque
 
+ADDRESS_BYTES = 128
+"""Room for any ``struct sockaddr`` (that of ``sockaddr_storage``), as in the compiled pacer."""
+
 
 def _send_at(deadline_ns, batch):
     """Sleep until ``deadline_ns`` (monotonic), then send each ``(socket, packet, sockaddr,
@@ -56,9 +59,9 @@ class Pacer:
             raise ValueError(f"a batch of {len(batch)} packets with {len(owners)} owners; "
                              f"at most {self.max_packets}, one each")
         for _, packet, address, _ in batch:
-            if len(packet) > self.max_bytes or len(address) > 128:
+            if len(packet) > self.max_bytes or len(address) > ADDRESS_BYTES:
                 raise ValueError(f"a packet of {len(packet)} bytes (at most {self.max_bytes}) or an "
-                                 f"address of {len(address)} (at most 128)")
+                                 f"address of {len(address)} (at most {ADDRESS_BYTES})")
         with self._wake:
             if len(self._queued) + len(self._sent) >= self.slots:
                 return False
