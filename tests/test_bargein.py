@@ -225,6 +225,23 @@ def test_on_the_echo_set_echo_alone_never_barges_in_at_any_echo_return_loss(echo
 
 
 @pytest.mark.models
+def test_on_the_echo_set_echo_alone_stays_clear_with_two_db_less_margin(echo_cases):
+    """Headroom: the agent's voice is synthesized afresh on each machine, and another take of a
+    line must not be the one that interrupts the agent. Over 30 takes of each line the most
+    margin any echo-only case needed was 1.1 dB (three-band gains; one broadband gain needed 5.1)."""
+    from parley.core import bargein
+
+    tighter = BargeInSettings(echo_margin_db=BargeInSettings().echo_margin_db - 2.0)
+    false = {}
+    for case in echo_cases:
+        if case.caller_onset is None:
+            detector = bargein.BargeInDetector(tighter, case.sample_rate)
+            if run(detector, case.near, case.far):
+                false[case.name] = detector.event_sample
+    assert false == {}
+
+
+@pytest.mark.models
 def test_on_the_echo_set_callers_are_heard_within_a_quarter_second_at_the_median(echo_cases):
     from parley.core import bargein
 

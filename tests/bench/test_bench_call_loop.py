@@ -14,7 +14,8 @@ import pytest
 
 from parley.appliance.config import load_settings
 from parley.core import call_loop, codecs
-from parley.core.call_loop import CallLoop
+from parley.core.bargein import BargeInSettings
+from parley.core.call_loop import CallLoop, CallLoopSettings
 from parley.core.silero import RecordedSilero, ReplayedSilero
 
 FRAMES = 500
@@ -64,9 +65,29 @@ def test_call_loop_per_frame_without_silero(benchmark, telephone_packets, silero
     recorded = RecordedSilero(silero, [])
     run(CallLoop(recorded), telephone_packets)
     benchmark.pedantic(run, setup=lambda: ((CallLoop(ReplayedSilero(silero, recorded.probabilities)),
-                                            telephone_packets), {}), rounds=5)
+                                            telephone_packets), {}), rounds=20)
     benchmark.extra_info["frames"] = FRAMES
     benchmark.extra_info["silero_windows_replayed"] = len(recorded.probabilities)
+
+
+def test_call_loop_per_frame_while_the_agent_speaks(benchmark, telephone_packets, silero):
+    """As without Silero, with the agent's voice playing out all along: the barge-in detector runs
+    on every frame. Its ``barge_in_min_ms`` is longer than the call, so the caller's speech never
+    stops the agent (the caller's turn, decoded, stands in for the agent's line)."""
+    benchmark.group = "call-loop-500-frames"
+    agent = np.concatenate([codecs.pcm16_to_float32(codecs.ulaw_decode(p)) for p in reversed(telephone_packets)])
+    settings = CallLoopSettings(barge_in=BargeInSettings(barge_in_min_ms=FRAMES * 20 + 20))
+    recorded = RecordedSilero(silero, [])
+    run(CallLoop(recorded), telephone_packets)
+
+    def speaking_loop():
+        loop = CallLoop(ReplayedSilero(silero, recorded.probabilities), settings)
+        loop.play(agent, 8000, 1)
+        return (loop, telephone_packets), {}
+
+    loop = benchmark.pedantic(run, setup=speaking_loop, rounds=20)
+    assert loop.barge_in.position == FRAMES * 160, "the detector heard every frame"
+    benchmark.extra_info["frames"] = FRAMES
 
 
 def test_silero_alone_on_the_windows_the_loop_scored(benchmark, telephone_packets, silero):
