@@ -156,3 +156,23 @@ def test_the_time_limit_ends_the_call_with_its_message(router, silero, beckett, 
     run_call(session, SpeaksAt((beckett, 1.5)), max_seconds=15)
     assert session.turns[-1].action == "time_limit" and session.outcome == "abandoned"
     assert session.closed.is_set()
+
+
+class PressesOne:
+    """Presses "1" on every frame of the first second, while the greeting is being voiced: the key
+    lands before the greeting's first audio has left the session's queue for playout."""
+
+    done = False
+
+    def next_frame(self, session, sample):
+        if sample < RATE:
+            session.feed_dtmf("1")
+        return np.zeros(RATE // 50, np.float32)
+
+
+def test_a_key_pressed_before_the_greetings_audio_reaches_playout_interrupts_it_unheard(router, silero, tmp_path):
+    session = session_for(router, silero, tmp_path, soft_timeout_ms=0, silence_timeout_s=0, max_call_s=4.0)
+    run_call(session, PressesOne(), max_seconds=6)
+    greeting = session.turns[0]
+    assert greeting.heard_text == "", "the caller heard none of it"
+    assert greeting.agent_text, "the greeting was under way when the key came"

@@ -254,29 +254,85 @@ def test_a_refused_transfer_ends_with_the_apology_and_the_handoff_kept(router, s
     assert agent_lines[-1] == finished.session.agent.apology, agent_lines
 
 
+def media_call_on_a_socket(session):
+    """A MediaCall reading a real UDP socket (as the media clock does), without a server around it."""
+    from parley.appliance.media.sip import sdp
+    from parley.appliance.media.sip.server import SO_TIMESTAMPNS, MediaCall
+
+    rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rtp.bind(("127.0.0.1", 0))
+    rtp.setblocking(False)
+    rtp.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    offer = sdp.offer(address="127.0.0.1", port=7000, session_id=1, session_version=1)
+    answer = sdp.answer(offer, address="127.0.0.1", port=rtp.getsockname()[1], session_id=2, session_version=1)
+    return MediaCall(None, "sip-call", session, answer, rtp, None, rtp.getsockname()[1])
+
+
+class FedSession:
+    call_id = "fed"
+
+    def __init__(self):
+        self.fed = []
+
+    def feed_rtp(self, seq, timestamp, payload, arrival_ns):
+        self.fed.append((seq, arrival_ns))
+
+
 def test_our_own_stream_echoed_back_is_dropped_not_taken_for_the_caller():
     """RFC 3550 8.2: packets carrying our own SSRC are a loop; the caller's stream still counts."""
     from parley.appliance.media.rtp import RtpPacket
-    from parley.appliance.media.sip import sdp
-    from parley.appliance.media.sip.server import MediaCall
 
-    class Session:
-        def __init__(self):
-            self.fed = []
-
-        def feed_rtp(self, seq, timestamp, payload, arrival_ns):
-            self.fed.append(seq)
-
-    offer = sdp.offer(address="127.0.0.1", port=7000, session_id=1, session_version=1)
-    answer = sdp.answer(offer, address="127.0.0.1", port=20000, session_id=2, session_version=1)
-    session = Session()
-    call = MediaCall(None, "sip-call", session, answer, None, None, 20000)
+    session = FedSession()
+    call = media_call_on_a_socket(session)
     ours = [RtpPacket(0, seq, seq * 160, call.sender.ssrc, bytes(160)).to_bytes() for seq in range(5)]
     theirs = [RtpPacket(0, seq, seq * 160, 0xCAFE, bytes(160)).to_bytes() for seq in range(100, 105)]
-    for echoed, caller in zip(ours, theirs):
-        call.on_rtp(echoed, ("127.0.0.1", 7000))
-        call.on_rtp(caller, ("127.0.0.1", 7000))
-    assert session.fed == [100, 101, 102, 103, 104] and call.looped == 5 and call.stats.received == 4
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as phone:
+        for echoed, caller in zip(ours, theirs):
+            phone.sendto(echoed, call.rtp.getsockname())
+            phone.sendto(caller, call.rtp.getsockname())
+        time.sleep(0.05)
+        call.receive(time.time_ns() - time.monotonic_ns())
+    call.rtp.close()
+    assert [seq for seq, _ in session.fed] == [100, 101, 102, 103, 104] and call.looped == 5
+    assert call.stats.received == 4
+
+
+def test_a_packet_is_timed_by_its_arrival_not_by_the_tick_that_reads_it():
+    """The clock reads the sockets once a tick: the jitter buffer and the RTCP jitter need the time
+    the kernel took the packet in, not the up to 20 ms later the tick came round."""
+    from parley.appliance.media.rtp import RtpPacket
+
+    session = FedSession()
+    call = media_call_on_a_socket(session)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as phone:
+        sent_ns = time.monotonic_ns()
+        phone.sendto(RtpPacket(0, 7, 7 * 160, 0xCAFE, bytes(160)).to_bytes(), call.rtp.getsockname())
+        time.sleep(0.08)
+        call.receive(time.time_ns() - time.monotonic_ns())
+        read_ns = time.monotonic_ns()
+    call.rtp.close()
+    [(seq, arrival_ns)] = session.fed
+    assert seq == 7
+    assert sent_ns - 2_000_000 <= arrival_ns <= sent_ns + 20_000_000 < read_ns - 50_000_000
+
+
+def test_a_flood_on_one_call_is_read_a_batch_a_tick():
+    from parley.appliance.media.rtp import RtpPacket
+    from parley.appliance.media.sip.server import RECEIVE_BATCH
+
+    session = FedSession()
+    call = media_call_on_a_socket(session)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as phone:
+        for seq in range(3 * RECEIVE_BATCH):
+            phone.sendto(RtpPacket(0, seq, seq * 160, 0xCAFE, bytes(160)).to_bytes(), call.rtp.getsockname())
+        time.sleep(0.05)
+        offset = time.time_ns() - time.monotonic_ns()
+        call.receive(offset)
+        assert len(session.fed) == RECEIVE_BATCH, "one tick reads one batch"
+        call.receive(offset)
+        call.receive(offset)
+    call.rtp.close()
+    assert [seq for seq, _ in session.fed] == list(range(3 * RECEIVE_BATCH)), "the rest waits in order"
 
 
 @needs_raw

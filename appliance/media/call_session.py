@@ -423,8 +423,16 @@ class CallSession:
             self.loop.playout.flush()
             self._cancel(turn, "keypad")
             turn.record.heard_text = heard_words(turn.sentences or [(turn.record.agent_text, 0, turn.pushed)],
-                                                 self.loop.played_samples(turn.utterance_id))
+                                                 self._heard_samples(turn))
             self._finish_turn(turn)
+
+    def _heard_samples(self, turn):
+        """Samples of ``turn``'s voice the caller heard: none while its audio is still queued for
+        playout (a key can come between the voice's first audio and the tick that plays it)."""
+        try:
+            return self.loop.played_samples(turn.utterance_id)
+        except KeyError:
+            return 0
 
     def _submit_keys(self):
         keys, self._keys = "".join(self._keys), []
