@@ -109,9 +109,9 @@ def test_a_head_start_at_the_last_pause_transcribes_the_turn_and_brings_the_repl
     assert taken.agent_text == cold.agent_text == "It has shipped."
 
 
-def test_sip_calls_get_no_head_start_yet_and_an_agent_may_turn_it_off(router, silero, tmp_path):
+def test_every_channel_gets_head_starts_and_an_agent_may_turn_them_off(router, silero, tmp_path):
     assert session_for(router, silero, tmp_path / "a").head_start is True
-    assert session_for(router, silero, tmp_path / "b", channel="sip").head_start is False
+    assert session_for(router, silero, tmp_path / "b", channel="sip").head_start is True
     assert session_for(router, silero, tmp_path / "c", head_start=False).head_start is False
 
 

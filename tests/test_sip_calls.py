@@ -86,7 +86,7 @@ def split_by_machine_stalls(late_batches, stalls):
 @needs_raw
 def test_a_sipp_call_speaks_keys_digits_hears_the_agent_and_is_stored(router, silero, pcaps, tmp_path):
     """One call end to end; no packet more than 5 ms late but by the machine's doing (as in the
-    load test)."""
+    load test), with the head start's transcription at each pause running beside the media."""
     with appliance(router, silero, tmp_path) as running:
         media_port = free_udp_port(pair=True)
         with RtpSniffer([media_port]) as sniffer, MachineStalls() as stalls:
@@ -103,10 +103,13 @@ def test_a_sipp_call_speaks_keys_digits_hears_the_agent_and_is_stored(router, si
     assert stream.lost == 0
     with Store.open(tmp_path / "parley.db") as store:
         call = store.call(finished.session.call_id)
-        texts = [(t.role, t.text) for t in store.turns(call.id)]
+        turns = store.turns(call.id)
+        texts = [(t.role, t.text) for t in turns]
         media = store.call_media(call.id)
+        reply = turns[[(t.role, t.text) for t in turns].index(("caller", "Where is my order?")) + 1]
+        spans = {span.name: span.t_ns for span in store.spans(reply.id)}
     assert call.channel == "sip" and "Parley test caller" in call.caller and call.outcome == "abandoned"
-    assert ("caller", "Where is my order?") in texts, texts
+    assert spans["stt_final"] < spans["endpoint"], "a head start at the caller's pause had the words before the turn ended"
     assert ("caller", "4512") in texts, texts
     assert media["codec"] == "PCMU" and media["dtmf_keys"] == "4512#" and media["ended_by"] == "caller"
     assert media["packets_received"] >= 290 and media["packets_lost"] == 0

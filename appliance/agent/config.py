@@ -118,8 +118,7 @@ class ConversationSettings:
     """At each pause of ``turn_taking.short_silence_ms`` the turn so far is transcribed and the
     agent evaluates its prompt, so that when the turn has ended the reply is well under way; nothing
     is said or done before the turn ends. Costs a transcription and some LLM work per pause: turn
-    it off on an appliance short of CPU for its calls. Not yet on SIP calls (``HEAD_START_CHANNELS``
-    in media/call_session.py)."""
+    it off on an appliance short of CPU for its calls."""
     soft_timeout_ms: int = 1500
     """When the reply's first sentence is not ready this long after the caller's turn ended, the
     filler is played (on a CPU box this hides the LLM's first-token time); 0 turns it off."""

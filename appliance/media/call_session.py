@@ -38,10 +38,6 @@ DTMF_PAUSE_MS = 2000
 HEAD_START_TURN_IDS = 1 << 20
 """A head start's jobs carry this plus the index of the turn they prepare: never the turn's own id,
 so cancelling the one spares the other."""
-HEAD_START_CHANNELS = frozenset({"file", "local", "test"})
-"""Where a call gets head starts. Not yet on SIP: there the extra transcription at every pause made
-an RTP packet 6-12 ms late in 3 of 6 single-call test runs on 2 cores (garbage collections under
-its allocations, seen by turning the collector off); the media path must first be shown unaffected."""
 HEAD_START_WAIT_S = 10.0
 """Longest a turn waits for its head start's transcript before transcribing the turn itself."""
 SPAN_ORDER = ("user_speech_end", "endpoint", "stt_final", "llm_first_token", "first_sentence", "tts_first_audio",
@@ -229,9 +225,9 @@ class _AgentTurn(threading.Thread):
 
 
 class _HeadStarter(threading.Thread):
-    """The call's one thread for head starts, fed by the tick. (A thread started at each pause
-    stalled the tick: ``Thread.start()`` hands the GIL to the new thread, which keeps it for up to
-    the 5 ms switch interval; an RTP packet then left 8 ms late.)"""
+    """The call's one thread for head starts, started with the call and fed by the tick. (A thread
+    started at each pause stalled the tick: ``Thread.start()`` hands the GIL to the new thread,
+    which keeps it for up to the 5 ms switch interval; an RTP packet then left 8 ms late.)"""
 
     def __init__(self, session):
         super().__init__(name=f"head-{session.call_id[:8]}", daemon=True)
@@ -354,7 +350,7 @@ class CallSession:
         self.agent_timeout = agent_timeout
         self.call_id = call_id or str(uuid.uuid4())
         self.transcripts = transcripts or SharedTranscripts()
-        self.head_start = agent.conversation.head_start and channel in HEAD_START_CHANNELS
+        self.head_start = agent.conversation.head_start
         """Whether this call transcribes and prefills at the caller's pauses (``_HeadStart``)."""
         self._acoustic = acoustic if agent.conversation.end_of_turn == "acoustic" else None
         self.loop = CallLoop(silero, CallLoopSettings(line_rate=line_rate, codec=codec, endpointer=agent.endpointer,
@@ -396,7 +392,12 @@ class CallSession:
 
     # ---- the channel's side ----------------------------------------------------------------
     def start(self):
-        """Answer: the agent's greeting starts at once."""
+        """Answer: the agent's greeting starts at once. The head starts' thread starts here too,
+        not at the first pause: starting a thread in a tick hands it the GIL, and with many calls
+        pausing at once the media clock's tick waited on every one of them."""
+        if self.head_start:
+            self._head_starter = _HeadStarter(self)
+            self._head_starter.start()
         self._begin_turn(None, 0)
 
     def feed_pcm(self, samples):
@@ -616,9 +617,6 @@ class CallSession:
         head = _HeadStart(self, HEAD_START_TURN_IDS + self._index + 1, self.loop.turn_audio(from_sample, event.sample),
                           from_sample, event.sample, self._state)
         self._head_start = head
-        if self._head_starter is None:
-            self._head_starter = _HeadStarter(self)
-            self._head_starter.start()
         self._head_starter.queue.put(head)
 
     def _drop_head_start(self, reason):
