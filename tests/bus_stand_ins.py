@@ -120,6 +120,16 @@ class SlowAgent(Worker):
             return
         if "text" not in message.body:
             text = "Hello."
+            pause = float(os.environ.get("PARLEY_TEST_GREETING_PAUSE_S", "0"))
+            if pause:
+                # The greeting's second sentence comes ``pause`` after its first: an LLM slower than speech.
+                yield self.reply(message, "llm_sentence", {"text": text, "index": 0})
+                self.cancelled.wait(pause)
+                text, first = "How can I help?", text
+                yield self.reply(message, "llm_sentence", {"text": text, "index": 1})
+                yield self.reply(message, "agent_state", {"state": state, "action": "listen", "kb_chunk_ids": [],
+                                                          "text": f"{first} {text}"})
+                return
         else:
             ahead = self.prefilled.pop((message.call_id, message.body["text"]), 0.0)
             self.cancelled.wait(max(0.0, delay - ahead))

@@ -176,3 +176,25 @@ def test_a_key_pressed_before_the_greetings_audio_reaches_playout_interrupts_it_
     greeting = session.turns[0]
     assert greeting.heard_text == "", "the caller heard none of it"
     assert greeting.agent_text, "the greeting was under way when the key came"
+
+
+def test_silence_inside_a_reply_is_counted_where_the_agent_stalled(router, silero, tmp_path, tmp_path_factory):
+    session = session_for(router, silero, tmp_path / "smooth", silence_timeout_s=0)
+    run_call(session, SpeaksAt(), max_seconds=2)
+    assert session.turns[0].agent_text == "Hello." and session.turns[0].playout_gap_ms == 0
+
+    path = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
+    env = {"PYTHONPATH": path, "PARLEY_TEST_GREETING_PAUSE_S": "1.0"}
+    halting = WorkerRouter(BusEndpoints.ipc(tmp_path_factory.mktemp("halting")), timing=BusTiming(request_timeout=20.0))
+    for service, target in (("tts", "ToneVoice"), ("stt", "FixedTranscript"), ("agent", "SlowAgent")):
+        halting.supervise(WorkerSpec(service, f"bus_stand_ins:{target}", 1, env=env))
+    halting.start()
+    try:
+        session = session_for(halting, silero, tmp_path / "halting", silence_timeout_s=0)
+        run_call(session, SpeaksAt(), max_seconds=4)
+    finally:
+        halting.stop()
+    greeting = session.turns[0]
+    assert greeting.agent_text == "Hello. How can I help?"
+    # "Hello." is 120 ms of tone; the second sentence comes 1 s after the first was sent.
+    assert 700 <= greeting.playout_gap_ms <= 1000, greeting.playout_gap_ms

@@ -51,3 +51,12 @@ def test_the_latency_table_says_why_the_words_came_before_the_endpoint():
     ahead = latency_table(320)
     assert "320" in ahead and "1500" in ahead and "head start" in ahead
     assert "head start" not in latency_table(1100)
+
+
+def test_the_latency_table_shows_silence_inside_a_reply():
+    turn = TurnRecord(1, playout_gap_ms=340)
+    turn.spans.update({"user_speech_end": 0, "endpoint": 880_000_000, "playout_start": 1_500_000_000})
+    console = Console(record=True, width=200)
+    print_latency(console, [turn])
+    row = next(line for line in console.export_text().splitlines() if "1500" in line)
+    assert row.rstrip(" │").endswith("340")

@@ -77,7 +77,8 @@ def test_a_refund_call_reaches_its_goal_and_leaves_a_complete_record(appliance, 
                      "tts_first_audio", "playout_start"}
     assert {"tool.call", "tool.result"} <= set(audit)
     heard_back = recognizer.transcribe(audio.agent[: audio.rate * 8], audio.rate).text.lower()
-    assert "thanks for calling" in heard_back and "refunds" in heard_back, heard_back
+    assert "thanks for calling" in heard_back and "refunds" in heard_back, \
+        f"{heard_back} (silence inside the greeting: {session.turns[0].playout_gap_ms} ms)"
 
 
 def test_after_a_barge_in_no_more_of_the_cut_reply_is_played(appliance):

@@ -112,6 +112,7 @@ def print_latency(console, turns):
     table.add_column("turn")
     for name in SPAN_ORDER[1:]:
         table.add_column(name, justify="right")
+    table.add_column("gaps", justify="right")
     ahead = False
     for turn in turns:
         if "user_speech_end" not in turn.spans:
@@ -119,10 +120,12 @@ def print_latency(console, turns):
         start = turn.spans["user_speech_end"]
         ahead = ahead or turn.spans.get("stt_final", start) < turn.spans.get("endpoint", start)
         table.add_row(str(turn.index), *(f"{(turn.spans[n] - start) / 1e6:.0f}" if n in turn.spans else "–"
-                                         for n in SPAN_ORDER[1:]))
+                                         for n in SPAN_ORDER[1:]), str(turn.playout_gap_ms))
+    captions = ["gaps: silence inside the reply, where playout ran dry before its last words were made"]
     if ahead:
-        table.caption = ("stt_final before endpoint: the words were transcribed at the caller's pause (head start), "
-                         "while the agent waited to be sure the turn had ended")
+        captions.append("stt_final before endpoint: the words were transcribed at the caller's pause (head start), "
+                        "while the agent waited to be sure the turn had ended")
+    table.caption = "\n".join(captions)
     console.print(table)
 
 

@@ -62,6 +62,10 @@ class TurnRecord:
     end_reason: str | None = None
     """What ended the caller's turn: ``silence`` (the hangover), ``acoustic`` (Smart Turn and the
     words so far), ``max_turn``, or ``keys`` (typed on the keypad); None for the greeting."""
+    playout_gap_ms: int = 0
+    """Silence inside the reply: how long playout ran dry after the reply began to play and before
+    its last words were made (the LLM or the voice slower than speech). The caller hears it as the
+    agent stalling mid-answer; pauses the voice puts between sentences are not counted."""
 
     @property
     def voice_to_voice_ms(self):
@@ -460,6 +464,9 @@ class CallSession:
         if (turn is not None and self.loop.playout.current_utterance_id == turn.utterance_id
                 and self.loop.played_samples(turn.utterance_id) > turn.filler_samples):
             turn.record.spans.setdefault("playout_start", time.monotonic_ns())
+        elif (turn is not None and self.loop.playout.current_utterance_id == -1 and "playout_start" in turn.record.spans
+              and not turn.finished.is_set()):
+            turn.record.playout_gap_ms += self.loop.settings.frame_ms
         while (event := self.loop.next_event()) is not None:
             if isinstance(event, SpeechStarted):
                 self._speech_from = event.stt_from_sample
@@ -523,6 +530,8 @@ class CallSession:
         state = copy_state(self._state)
         state["entries"].append({"role": "agent", "text": text})
         self._state = state
+        if record.playout_gap_ms:
+            log.info("playout_gap call_id=%s turn_id=%d gap_ms=%d", self.call_id, record.index, record.playout_gap_ms)
         self.turns.append(record)
         self._recorder.submit(_turn_writer(self.call_id, record, False))
 
@@ -689,6 +698,8 @@ class CallSession:
         if record.heard_text is not None:
             record_interruption(state, record.heard_text)
         self._state = state
+        if record.playout_gap_ms:
+            log.info("playout_gap call_id=%s turn_id=%d gap_ms=%d", self.call_id, record.index, record.playout_gap_ms)
         self.turns.append(record)
         self._recorder.submit(_turn_writer(self.call_id, record, turn.from_caller))
         if turn.handoff is not None:
