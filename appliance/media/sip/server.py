@@ -3,17 +3,19 @@
 
 SIP signalling and RTCP run on the asyncio loop; one media clock thread ticks every call each
 20 ms, so a busy loop (a burst of datagrams, a call being set up) cannot make a packet late. Each
-tick first reads what arrived on every call's RTP socket (the kernel stamps each datagram's arrival,
-so the jitter figures do not depend on when the tick ran): no callback per packet on the loop, and
-no handing the GIL back and forth between two threads 2,500 times a second at 50 calls. The clock computes each tick's frames two ticks ahead and hands them to a pacer, a thread in C
+tick first reads what arrived on every call's RTP socket (the kernel stamps each datagram's
+arrival, so the jitter figures do not depend on when the tick ran): no callback per packet on the
+loop, and no handing the GIL back and forth between two threads 2,500 times a second at 50 calls.
+The clock computes each tick's frames two ticks ahead and hands them to a pacer, a thread in C
 that never takes the GIL and sends each batch at its deadline (``parley.core.pacing.Pacer``):
 a packet's send time depends neither on how many calls are being computed nor on what other
 Python threads do (the price: 40 ms of delay on the way out). Clock and pacer ask for real-time
-scheduling where allowed, so other processes on a busy machine cannot hold them up. A call's lock keeps its session to one thread at a time;
-what the clock decides for the user agent (hang up, transfer) is handed to the loop. Every
-packet's lateness against its ideal send time is counted. What the process holds when it starts serving
-is moved out of the garbage collector's sight (``gc.freeze``): a full collection over a big
-heap stalls every thread for tens of milliseconds, long enough to make packets late.
+scheduling where allowed, so other processes on a busy machine cannot hold them up. A call's
+lock keeps its session to one thread at a time; what the clock decides for the user agent (hang
+up, transfer) is handed to the loop. Every packet's lateness against its ideal send time is
+counted. What the process holds when it starts serving is moved out of the garbage collector's
+sight (``gc.freeze``): a full collection over a big heap stalls every thread for tens of
+milliseconds, long enough to make packets late.
 
 Received RTP goes through the core's jitter buffer (``CallSession.feed_rtp``); the far end's
 address is latched from its first packet (symmetric RTP, RFC 4961). RFC 4733 key presses and SIP
@@ -118,7 +120,6 @@ class MediaCall:
         self.late_packets = 0
         self.max_late_ms = 0.0
         self.send_errors = 0
-        self.receive_errors = 0
         self.looped = 0
         """Packets that came back carrying our own SSRC (a peer or network echoing our stream)."""
         self._sockaddr = (None, None)
@@ -139,8 +140,7 @@ class MediaCall:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                self.receive_errors += 1
-                log.debug("sip_rtp_receive_failed call_id=%s error=%s", self.session.call_id, exc)
+                log.info("sip_rtp_receive_failed call_id=%s error=%s", self.session.call_id, exc)
                 return
             self.on_rtp(data, addr, _arrival_ns(ancillary, realtime_offset_ns))
 
