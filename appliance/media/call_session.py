@@ -530,8 +530,6 @@ class CallSession:
         state = copy_state(self._state)
         state["entries"].append({"role": "agent", "text": text})
         self._state = state
-        if record.playout_gap_ms:
-            log.info("playout_gap call_id=%s turn_id=%d gap_ms=%d", self.call_id, record.index, record.playout_gap_ms)
         self.turns.append(record)
         self._recorder.submit(_turn_writer(self.call_id, record, False))
 
