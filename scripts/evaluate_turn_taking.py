@@ -42,7 +42,7 @@ from parley.core.bargein import BargeInSettings
 from parley.core.echoset import build_echo_set
 from parley.core.endpointer import EndpointerSettings, EndpointEvent
 from parley.core.evalset import HOLD_KINDS, RATE, build_turn_set, resample
-from parley.core.turn_text import transcript_sounds_unfinished
+from parley.core.turn_text import TurnTextModel, log_odds, transcript_sounds_unfinished
 
 BASELINE_TIMEOUTS_MS = tuple(range(200, 1700, 100))
 
@@ -62,8 +62,9 @@ ISSUE_CUT_BUDGET = 0.10
 ISSUE_DELAY_BUDGET_MS = 350
 """The issue's bound on the median delay after the end of a complete turn."""
 SHIPPED = (AcousticTurnSettings().threshold, END_OF_TURN["acoustic"]["short_silence_ms"], END_OF_TURN["acoustic"]["hangover_ms"])
-"""The policy an agent's call runs by default: Smart Turn's threshold, asked after ``short_silence_ms``,
-the hangover as timeout (``parley.appliance.agent.config.END_OF_TURN``)."""
+"""Smart Turn's threshold, asked after ``short_silence_ms``, the hangover as timeout
+(``parley.appliance.agent.config.END_OF_TURN``): the shipped timing. Where the spans' scores are
+the words model's verdicts (``with_words_model``), this row is the policy an agent's call runs."""
 SOURCE_FAMILIES = {"beckett": "recorded", "two_cities": "recorded", "espeak": "synthesized", "piper": "synthesized"}
 """Turn name prefix -> where its speech comes from: real readings, or TTS phrases spliced with silence."""
 
@@ -321,6 +322,30 @@ def with_transcript_veto(per_turn, per_turn_texts, delay_ms=TRANSCRIPT_DELAY_MS)
     return vetoed
 
 
+def words_model_scores(per_turn_texts, text_model):
+    """Per turn, per span: the words model's p(the message can end here) for the span's transcript (None: none)."""
+    return [[None if text is None else text_model.p_complete(text) for text in texts] for texts in per_turn_texts]
+
+
+def with_words_model(per_turn, per_turn_texts, per_turn_p_words, settings, delay_ms=TRANSCRIPT_DELAY_MS):
+    """The spans, each score at or after ``delay_ms`` replaced by the stage's verdict with a words
+    model (1.0 "complete", 0.0 not: ``AcousticTurnStage._with_transcript``), the scores before it
+    dropped (the words are not in yet): the policy an agent's call runs."""
+    out = []
+    for spans, texts, p_words in zip(per_turn, per_turn_texts, per_turn_p_words):
+        turn_spans = []
+        for (span_ms, is_eot, scores), text, p_text in zip(spans, texts, p_words):
+            decided = {}
+            if text is not None:
+                for delay, p in scores.items():
+                    if delay >= delay_ms:
+                        weighed = log_odds(p_text) + settings.smart_turn_weight * log_odds(p)
+                        decided[delay] = float(not transcript_sounds_unfinished(text) and weighed >= settings.text_threshold)
+            turn_spans.append((span_ms, is_eot, decided))
+        out.append(turn_spans)
+    return out
+
+
 def _fmt(value, unit):
     if value is None:
         return "n/a"
@@ -385,6 +410,24 @@ def print_acoustic_sweep(models_dir):
           f"silence; {count} transcriptions, {1000 * seconds / max(count, 1):.0f} ms each on this machine; on a "
           "call the words are asked once Smart Turn says complete, so the two computes add up) ---")
     print_issue_figures(families, kinds, with_transcript_veto(per_turn, texts), ", Smart Turn + transcript")
+
+    # The words read by the words model, weighed with Smart Turn: what an agent's call runs.
+    text_model = TurnTextModel.from_models_dir(models_dir)
+    started = time.perf_counter()
+    p_words = words_model_scores(texts, text_model)
+    seconds = time.perf_counter() - started
+    settings = AcousticTurnSettings()
+    print(f"\n--- Smart Turn + the words read by SmolLM2-135M (shipped: log-odds of the words + "
+          f"{settings.smart_turn_weight} x Smart Turn's >= {settings.text_threshold}, the string rules not "
+          f"saying unfinished; {count} readings, {1000 * seconds / max(count, 1):.0f} ms each here) ---")
+    print_issue_figures(families, kinds, with_words_model(per_turn, texts, p_words, settings),
+                        ", words model + Smart Turn", shipped="shipped (words + Smart Turn)")
+    word_spans = [[(span_ms, is_eot, {} if p is None else {TRANSCRIPT_DELAY_MS: p})
+                   for (span_ms, is_eot, _), p in zip(turn_spans, turn_p)] for turn_spans, turn_p in zip(per_turn, p_words)]
+    print("  AUC, complete turns above mid-sentence pauses, at {} ms: words model {:.2f}, Smart Turn {:.2f}".format(
+        TRANSCRIPT_DELAY_MS,
+        *(score_auc(*eot_and_hold_scores(spans_of(families, kinds, scored, ("cut",)), TRANSCRIPT_DELAY_MS))
+          for scored in (word_spans, per_turn))))
     subsets = {f"{family} speech": spans_of(families, kinds, per_turn, HOLD_KINDS, family)
                for family in sorted(set(families))}
 
@@ -408,14 +451,15 @@ def spans_of(families, kinds, per_turn, pause_kinds, family=None):
             for kind, span in zip(turn_kinds, turn_spans) if kind in ("eot", *pause_kinds)]
 
 
-def print_issue_figures(families, kinds, per_turn, label):
+def print_issue_figures(families, kinds, per_turn, label, shipped="smart turn, shipped timing"):
     """The issue's figure on the mid-sentence pauses, on each other kind of pause, and per source family."""
     print_issue_figure(f"mid-sentence pauses (inserted at a word boundary of speech spoken in one breath){label}",
-                       spans_of(families, kinds, per_turn, ("cut",)))
+                       spans_of(families, kinds, per_turn, ("cut",)), shipped)
     for kind, what in (("natural", "the speakers' own pauses"), ("spliced", "pauses between TTS phrases spoken apart")):
-        print_issue_figure(f"{what} (holds of kind {kind!r}){label}", spans_of(families, kinds, per_turn, (kind,)))
+        print_issue_figure(f"{what} (holds of kind {kind!r}){label}", spans_of(families, kinds, per_turn, (kind,)), shipped)
     for family in sorted(set(families)):
-        print_issue_figure(f"{family} speech, mid-sentence pauses{label}", spans_of(families, kinds, per_turn, ("cut",), family))
+        print_issue_figure(f"{family} speech, mid-sentence pauses{label}",
+                           spans_of(families, kinds, per_turn, ("cut",), family), shipped)
 
 
 def eot_and_hold_scores(spans, delay):
@@ -463,22 +507,22 @@ def issue_policies(spans):
     }
 
 
-def print_issue_figure(label, spans):
+def print_issue_figure(label, spans, shipped):
     """Median delay after a complete turn and share of 400-900 ms pauses cut: Smart Turn beside fixed hangovers."""
     low, high = ISSUE_PAUSE_MS
     chosen = issue_policies(spans)
     contenders = [(f"smart turn t={t} d={d} to={to} ({why})", t, d, to)
                   for why, ((t, d, to), _) in (("cut", chosen["cut"]), ("delay", chosen["delay"]))]
-    contenders.append((f"shipped t={SHIPPED[0]} d={SHIPPED[1]} to={SHIPPED[2]}", *SHIPPED))
+    contenders.append((f"{shipped} t={SHIPPED[0]} d={SHIPPED[1]} to={SHIPPED[2]}", *SHIPPED))
     contenders += [(f"vad-only hangover {t} ms", math.inf, 0, t) for t in (500, 800)]
     eots = sum(is_eot for _, is_eot, _ in spans)
     print(f"\nThe issue's figure, {label} ({eots} complete turns, {len(issue_pauses(spans))} mid-turn pauses "
           f"of {low}-{high} ms)")
-    print(f"{'policy':<40} {'median delay':>13} {'p90':>6} {'pauses cut':>14} {'all holds cut':>14}")
+    print(f"{'policy':<52} {'median delay':>13} {'p90':>6} {'pauses cut':>14} {'all holds cut':>14}")
     for name, threshold, delay, timeout in contenders:
         median, p90, cut, pauses = issue_figures(spans, threshold, delay, timeout)
         rate, _ = score_policy(spans, threshold, delay, timeout)
-        print(f"{name:<40} {median:>11.0f}ms {p90:>4.0f}ms {cut:>4}/{pauses} ({100 * cut / max(pauses, 1):4.1f} %) "
+        print(f"{name:<52} {median:>11.0f}ms {p90:>4.0f}ms {cut:>4}/{pauses} ({100 * cut / max(pauses, 1):4.1f} %) "
               f"{100 * rate:>12.1f} %")
     print(f"  (cut): lowest median delay with <= {100 * ISSUE_CUT_BUDGET:.0f} % of these pauses cut"
           f"{'' if chosen['cut'][1] else ' - none fits: fewest cut shown'}; "

@@ -331,6 +331,68 @@ def test_a_transcriber_failure_leaves_the_turn_to_silence_timing_and_the_worker_
     assert recovered.complete and recovered.transcript == "Bye."
 
 
+class ScriptedWords:
+    """A words model that reads a transcript as ``p_words[transcript]``; raises for an exception there."""
+
+    def __init__(self, p_words):
+        self.p_words = p_words
+        self.read = []
+
+    def p_complete(self, text):
+        self.read.append(text)
+        if isinstance(self.p_words[text], Exception):
+            raise self.p_words[text]
+        return self.p_words[text]
+
+
+@pytest.mark.parametrize("p_smart_turn, text, p_words, complete", [
+    (0.5, "I ordered a kettle.", 0.15, True),         # log-odds -1.73 + 0 >= -1.75
+    (0.5, "I ordered a kettle.", 0.14, False),        # -1.82
+    (0.05, "Yes.", 0.30, True),                       # -0.85 + 0.25 * -2.94 = -1.58
+    (0.01, "Yes.", 0.30, False),                      # -0.85 + 0.25 * -4.60 = -2.00
+    (0.99, "Yes.", 0.06, True),                       # -2.75 + 0.25 * 4.60 = -1.60
+    (0.99, "My order number is", 0.99, False),        # the string rules still veto
+])
+def test_with_a_words_model_the_words_and_the_sound_are_weighed_together(p_smart_turn, text, p_words, complete):
+    words = ScriptedWords({text: p_words})
+    with AcousticTurnStage(ConstantModel(), AcousticTurnSettings(), ScriptedTranscriber({p_smart_turn: text}),
+                           words) as stage:
+        stage.request("call", tagged(p_smart_turn), sample=5)
+        verdict = settled(stage).poll("call")
+    assert (verdict.complete, verdict.transcript, verdict.text_probability) == (complete, text, pytest.approx(p_words))
+    assert words.read == [text]
+
+
+def test_with_a_words_model_every_request_is_transcribed_even_an_unsure_one():
+    transcriber = ScriptedTranscriber({0.1: "That's all, thank you."})
+    with AcousticTurnStage(ConstantModel(), transcriber=transcriber,
+                           text_model=ScriptedWords({"That's all, thank you.": 0.6})) as stage:
+        stage.request("call", tagged(0.1), sample=1)
+        verdict = settled(stage).poll("call")
+    assert transcriber.heard == [0.1]
+    assert verdict.complete and verdict.probability == pytest.approx(0.1)
+
+
+def test_a_words_model_failure_leaves_the_turn_to_silence_timing_and_the_worker_carries_on():
+    words = ScriptedWords({"Bye": RuntimeError("llama_decode returned -1"), "Bye.": 0.9})
+    with AcousticTurnStage(ConstantModel(), transcriber=ScriptedTranscriber({0.92: "Bye", 0.95: "Bye."}),
+                           text_model=words) as stage:
+        stage.request("call", tagged(0.92), sample=1)
+        failed = settled(stage).poll("call")
+        stage.request("call", tagged(0.95), sample=2)
+        recovered = settled(stage).poll("call")
+    assert not failed.complete and "llama_decode returned -1" in failed.not_scored
+    assert recovered.complete and recovered.text_probability == pytest.approx(0.9)
+
+
+def test_a_words_model_without_a_transcriber_is_not_used():
+    words = ScriptedWords({})
+    with AcousticTurnStage(ConstantModel(), text_model=words) as stage:
+        stage.request("call", tagged(0.95), sample=1)
+        verdict = settled(stage).poll("call")
+    assert verdict.complete and words.read == [] and verdict.transcript is None
+
+
 def test_close_returns_at_once_and_drops_queued_and_later_requests():
     model = HeldModel()
     stage = AcousticTurnStage(model)
@@ -347,7 +409,8 @@ def test_close_returns_at_once_and_drops_queued_and_later_requests():
 
 @pytest.mark.parametrize(
     "bad",
-    [{"threshold": 0.0}, {"threshold": 1.5}, {"action_delay_ms": -1}, {"min_audio_ms": 9000}, {"max_batch": 0}, {"intra_op_threads": 0}],
+    [{"threshold": 0.0}, {"threshold": 1.5}, {"action_delay_ms": -1}, {"min_audio_ms": 9000}, {"max_batch": 0},
+     {"intra_op_threads": 0}, {"text_threshold": float("nan")}, {"smart_turn_weight": -0.5}],
     ids=lambda bad: next(iter(bad)),
 )
 def test_settings_out_of_range_are_refused_with_the_bad_value(bad):

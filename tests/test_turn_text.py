@@ -1,8 +1,13 @@
 """The text half of the end-of-turn check: does the transcript so far sound finished?"""
 
+import math
+
 import pytest
 
-from parley.core.turn_text import transcript_sounds_unfinished
+from conftest import fetched
+from parley.core.acoustic_turn import AcousticTurnSettings
+from parley.core.turn_text import (MAX_WORDS, TEXT_MODEL_RELATIVE_PATH, TurnTextModel, TurnTextModelError, caller_words,
+                                   transcript_sounds_unfinished)
 
 
 @pytest.mark.parametrize("text", [
@@ -45,3 +50,65 @@ def test_case_and_apostrophes_do_not_hide_a_continuation_word():
     assert transcript_sounds_unfinished("I think IT'S.")
     assert transcript_sounds_unfinished("Give it to THE.")
     assert not transcript_sounds_unfinished("I think it's broken.")
+
+
+# --- the words model (SmolLM2-135M through llama.cpp) --------------------------------------------
+
+FINISHED_AND_CUT = [
+    ("I'd like to change the delivery address.", "I'd like to change the"),
+    ("It was delivered on the twelfth of March.", "It was delivered on the"),
+    ("The account is in the name of Jane Doe.", "The account is in the name of"),
+    ("Can you put me through to a person please?", "Can you put me through to a"),
+    ("I was wondering if I could change the address.", "I was wondering if I could"),
+    ("When will my parcel arrive?", "When will my"),
+    ("My order number is 4512.", "My order number is"),
+    ("I ordered a kettle and it arrived broken.", "I ordered a kettle and it"),
+]
+
+
+@pytest.fixture(scope="module")
+def words_model(models_dir):
+    return TurnTextModel.from_path(fetched(models_dir, *TEXT_MODEL_RELATIVE_PATH))
+
+
+@pytest.mark.parametrize("finished, cut", FINISHED_AND_CUT, ids=[cut for _, cut in FINISHED_AND_CUT])
+def test_the_words_model_reads_a_finished_sentence_as_far_likelier_to_end_than_its_cut_start(words_model, finished, cut):
+    p_finished, p_cut = words_model.p_complete(finished), words_model.p_complete(cut)
+    assert p_cut < 0.01 < p_finished
+    assert p_finished > 10 * p_cut
+
+
+def test_the_words_model_ends_most_finished_sentences_on_the_words_alone(words_model):
+    """With Smart Turn unsure (0.5) the words decide: p 0.15 is the default threshold's log-odds."""
+    threshold = 1 / (1 + math.exp(-AcousticTurnSettings().text_threshold))
+    ended = [text for text, _ in FINISHED_AND_CUT if words_model.p_complete(text) >= threshold]
+    assert len(ended) >= len(FINISHED_AND_CUT) // 2, ended
+
+
+def test_the_words_model_gives_the_same_reading_from_its_cache_as_from_scratch(words_model):
+    text = "Can you put me through to a person please?"
+    words_model.p_complete("I ordered a kettle and it")
+    cached = words_model.p_complete(text)
+    words_model._llm.reset()
+    assert words_model.p_complete(text) == pytest.approx(cached, rel=1e-3)
+
+
+@pytest.mark.parametrize("text", ["", "...", None, " , - "])
+def test_no_words_read_as_zero_without_running_the_model(words_model, text):
+    assert words_model.p_complete(text) == 0.0
+
+
+def test_a_runaway_transcript_is_read_by_its_last_words(words_model):
+    p = words_model.p_complete("and then " * 400 + "that is all")
+    assert 0.0 <= p <= 1.0
+    assert caller_words("And then, THE end...") == "and then the end"
+    assert len(caller_words("word " * 400).split()) == MAX_WORDS
+
+
+def test_a_file_that_is_not_a_model_is_refused_with_a_typed_error(tmp_path):
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + bytes(64))
+    with pytest.raises(TurnTextModelError, match="broken.gguf"):
+        TurnTextModel.from_path(broken)
+    with pytest.raises(TurnTextModelError, match="missing.gguf"):
+        TurnTextModel.from_path(tmp_path / "missing.gguf")

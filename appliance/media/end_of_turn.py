@@ -1,10 +1,11 @@
 """The acoustic end-of-turn stage on a call: Smart Turn beside the loop, the STT worker for the words.
 
-One stage serves every call a process holds (their requests share model runs). When Smart Turn
-says a pause sounds final, the stage asks the STT worker over the bus for the words so far and
-ends the turn only if they do not say "unfinished" (``parley.core.turn_text``): on the evaluation
-set's recorded speech that keeps the early end (median 100 ms after a complete turn) while
-cutting 1 in 24 mid-sentence pauses instead of 3 (scripts/evaluate_turn_taking.py --acoustic-only).
+One stage serves every call a process holds (their requests share model runs). At each pause the
+stage scores the caller's audio with Smart Turn, asks the STT worker over the bus for the words so
+far, and has SmolLM2-135M read them (``parley.core.turn_text``): the turn ends when the two agree
+it is over (``AcousticTurnSettings.text_threshold``). On the evaluation set that ends most complete
+turns 100 ms after the last word while cutting few mid-sentence pauses, where Smart Turn alone
+could do neither (scripts/evaluate_turn_taking.py --acoustic-only).
 """
 
 import hashlib
@@ -16,6 +17,7 @@ import numpy as np
 
 from parley.appliance.bus import BusClient, Sequencer
 from parley.core.acoustic_turn import MODEL_RELATIVE_PATH, AcousticTurnStage
+from parley.core.turn_text import TurnTextModel, TurnTextModelError
 
 log = logging.getLogger("parley.end_of_turn")
 
@@ -112,10 +114,17 @@ class BusTranscriber:
 
 def acoustic_stage(models_dir, endpoints, shared=None):
     """The stage over the fetched Smart Turn model with the STT worker as its transcriber (sharing
-    ``shared`` with the calls' head starts), or None (logged) when the model is not fetched: turns
-    then end on silence timing alone."""
+    ``shared`` with the calls' head starts) and the words model, or None (logged) when Smart Turn is
+    not fetched: turns then end on silence timing alone. Without the words model (not fetched, or
+    unreadable; logged) the words only veto Smart Turn's "complete"."""
     path = models_dir.joinpath(*MODEL_RELATIVE_PATH)
     if not path.is_file():
         log.warning("acoustic_end_of_turn_off reason=%s is missing (run `parley models fetch`)", path)
         return None
-    return AcousticTurnStage.from_models_dir(models_dir, transcriber=BusTranscriber(endpoints, shared=shared))
+    try:
+        text_model = TurnTextModel.from_models_dir(models_dir)
+    except (OSError, TurnTextModelError) as exc:
+        log.warning("end_of_turn_words_model_off reason=%s", exc)
+        text_model = None
+    return AcousticTurnStage.from_models_dir(models_dir, transcriber=BusTranscriber(endpoints, shared=shared),
+                                             text_model=text_model)
