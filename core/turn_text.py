@@ -115,25 +115,29 @@ class TurnTextModel:
 
         return cls.from_path(Path(models_dir).joinpath(*TEXT_MODEL_RELATIVE_PATH), threads)
 
-    def prompt(self, text, agent_line=None):
+    def prompt_start(self, agent_line=None):
+        """Everything the model reads before the caller's words."""
         return (f"<|im_start|>system\n{SYSTEM_LINE}<|im_end|>\n"
-                f"<|im_start|>assistant\n{agent_line or self.agent_line}<|im_end|>\n"
-                f"<|im_start|>user\n{caller_words(text)}")
+                f"<|im_start|>assistant\n{agent_line or self.agent_line}<|im_end|>\n<|im_start|>user\n")
 
     def p_complete(self, text, agent_line=None):
-        """p(the caller's message can end after ``text``); 0.0 when it has no words."""
-        if not caller_words(text):
+        """p(the caller's message can end after ``text``); 0.0 when it has no words.
+
+        The prompt's start is evaluated once and kept; the words are always evaluated in one
+        batch right after it, so a reading does not depend on what was read before (llama.cpp's
+        sums differ in the last digits with how the tokens are batched)."""
+        words = caller_words(text)
+        if not words:
             return 0.0
         llm = self._llm
-        tokens = llm.tokenize(self.prompt(text, agent_line).encode(), add_bos=False, special=True)
+        start = llm.tokenize(self.prompt_start(agent_line).encode(), add_bos=False, special=True)
+        tokens = llm.tokenize(words.encode(), add_bos=False, special=False)
         with self._lock:
-            cached = 0
-            for have, want in zip(llm.input_ids[:llm.n_tokens], tokens[:-1]):
-                if have != want:
-                    break
-                cached += 1
-            llm.n_tokens = cached
-            llm.eval(tokens[cached:])
+            if list(llm.input_ids[:len(start)]) != start or llm.n_tokens < len(start):
+                llm.reset()
+                llm.eval(start)
+            llm.n_tokens = len(start)
+            llm.eval(tokens)
             logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),)).astype(np.float64)
         logits -= logits.max()
         weights = np.exp(logits)

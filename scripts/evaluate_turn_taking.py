@@ -26,6 +26,7 @@ Run: ``.venv/bin/python scripts/evaluate_turn_taking.py [--hangovers 500 800] [-
 """
 
 import argparse
+import dataclasses
 import math
 import platform
 import time
@@ -55,6 +56,9 @@ LATENCY_BUDGETS_MS = (300, 600)
 CUTOFF_BUDGETS = (0.05, 0.10)
 TRANSCRIPT_DELAY_MS = 100
 """Silence after which the turn so far is transcribed for the text check (scores before it are unvetoed)."""
+WORDS_WEIGHTS = (0.0, 0.25, 0.5)
+WORDS_THRESHOLDS = (-2.0, -1.75, -1.5, -1.25, -1.0)
+"""The words model's weighing swept around the shipped one (``AcousticTurnSettings.smart_turn_weight``, ``text_threshold``)."""
 ISSUE_PAUSE_MS = (400, 900)
 """The issue's mid-sentence pauses: holds this long, in ms, inclusive."""
 ISSUE_CUT_BUDGET = 0.10
@@ -421,7 +425,18 @@ def print_acoustic_sweep(models_dir):
           f"{settings.smart_turn_weight} x Smart Turn's >= {settings.text_threshold}, the string rules not "
           f"saying unfinished; {count} readings, {1000 * seconds / max(count, 1):.0f} ms each here) ---")
     print_issue_figures(families, kinds, with_words_model(per_turn, texts, p_words, settings),
-                        ", words model + Smart Turn", shipped="shipped (words + Smart Turn)")
+                        ", words model + Smart Turn", shipped="shipped (words + Smart Turn)", grid=False)
+    print(f"\nThe words model's weighing, swept (every complete turn, the {len(issue_pauses(spans_of(families, kinds, per_turn, ('cut',))))} "
+          f"mid-sentence pauses; asked after {SHIPPED[1]} ms, else the {SHIPPED[2]} ms hangover)")
+    print(f"{'smart_turn_weight':>17} {'text_threshold':>15} {'ended early':>12} {'median delay':>13} {'pauses cut':>11}")
+    for weight in WORDS_WEIGHTS:
+        for threshold in WORDS_THRESHOLDS:
+            swept = dataclasses.replace(settings, smart_turn_weight=weight, text_threshold=threshold)
+            weighed = spans_of(families, kinds, with_words_model(per_turn, texts, p_words, swept), ("cut",))
+            median, _, cut, pauses = issue_figures(weighed, *SHIPPED)
+            _, latencies = score_policy(weighed, *SHIPPED)
+            print(f"{weight:>17} {threshold:>15} {100 * np.mean(latencies < SHIPPED[2]):>10.1f} % {median:>11.0f}ms "
+                  f"{100 * cut / max(pauses, 1):>9.1f} %")
     word_spans = [[(span_ms, is_eot, {} if p is None else {TRANSCRIPT_DELAY_MS: p})
                    for (span_ms, is_eot, _), p in zip(turn_spans, turn_p)] for turn_spans, turn_p in zip(per_turn, p_words)]
     print("  AUC, complete turns above mid-sentence pauses, at {} ms: words model {:.2f}, Smart Turn {:.2f}".format(
@@ -451,15 +466,16 @@ def spans_of(families, kinds, per_turn, pause_kinds, family=None):
             for kind, span in zip(turn_kinds, turn_spans) if kind in ("eot", *pause_kinds)]
 
 
-def print_issue_figures(families, kinds, per_turn, label, shipped="smart turn, shipped timing"):
+def print_issue_figures(families, kinds, per_turn, label, shipped="smart turn, shipped timing", grid=True):
     """The issue's figure on the mid-sentence pauses, on each other kind of pause, and per source family."""
     print_issue_figure(f"mid-sentence pauses (inserted at a word boundary of speech spoken in one breath){label}",
-                       spans_of(families, kinds, per_turn, ("cut",)), shipped)
+                       spans_of(families, kinds, per_turn, ("cut",)), shipped, grid)
     for kind, what in (("natural", "the speakers' own pauses"), ("spliced", "pauses between TTS phrases spoken apart")):
-        print_issue_figure(f"{what} (holds of kind {kind!r}){label}", spans_of(families, kinds, per_turn, (kind,)), shipped)
+        print_issue_figure(f"{what} (holds of kind {kind!r}){label}", spans_of(families, kinds, per_turn, (kind,)),
+                           shipped, grid)
     for family in sorted(set(families)):
         print_issue_figure(f"{family} speech, mid-sentence pauses{label}",
-                           spans_of(families, kinds, per_turn, ("cut",), family), shipped)
+                           spans_of(families, kinds, per_turn, ("cut",), family), shipped, grid)
 
 
 def eot_and_hold_scores(spans, delay):
@@ -507,12 +523,13 @@ def issue_policies(spans):
     }
 
 
-def print_issue_figure(label, spans, shipped):
-    """Median delay after a complete turn and share of 400-900 ms pauses cut: Smart Turn beside fixed hangovers."""
+def print_issue_figure(label, spans, shipped, grid=True):
+    """Median delay after a complete turn and share of 400-900 ms pauses cut: Smart Turn beside fixed
+    hangovers; with ``grid``, also the Smart Turn grid's best policies for each of the issue's bounds."""
     low, high = ISSUE_PAUSE_MS
     chosen = issue_policies(spans)
     contenders = [(f"smart turn t={t} d={d} to={to} ({why})", t, d, to)
-                  for why, ((t, d, to), _) in (("cut", chosen["cut"]), ("delay", chosen["delay"]))]
+                  for why, ((t, d, to), _) in (("cut", chosen["cut"]), ("delay", chosen["delay"]))] if grid else []
     contenders.append((f"{shipped} t={SHIPPED[0]} d={SHIPPED[1]} to={SHIPPED[2]}", *SHIPPED))
     contenders += [(f"vad-only hangover {t} ms", math.inf, 0, t) for t in (500, 800)]
     eots = sum(is_eot for _, is_eot, _ in spans)
@@ -524,11 +541,12 @@ def print_issue_figure(label, spans, shipped):
         rate, _ = score_policy(spans, threshold, delay, timeout)
         print(f"{name:<52} {median:>11.0f}ms {p90:>4.0f}ms {cut:>4}/{pauses} ({100 * cut / max(pauses, 1):4.1f} %) "
               f"{100 * rate:>12.1f} %")
-    print(f"  (cut): lowest median delay with <= {100 * ISSUE_CUT_BUDGET:.0f} % of these pauses cut"
-          f"{'' if chosen['cut'][1] else ' - none fits: fewest cut shown'}; "
-          f"(delay): fewest cut with median <= {ISSUE_DELAY_BUDGET_MS} ms"
-          f"{'' if chosen['delay'][1] else ' - none fits: lowest median shown'}; "
-          "d = action delay, to = timeout (ms); the eot silence is unbounded")
+    if grid:
+        print(f"  (cut): lowest median delay with <= {100 * ISSUE_CUT_BUDGET:.0f} % of these pauses cut"
+              f"{'' if chosen['cut'][1] else ' - none fits: fewest cut shown'}; "
+              f"(delay): fewest cut with median <= {ISSUE_DELAY_BUDGET_MS} ms"
+              f"{'' if chosen['delay'][1] else ' - none fits: lowest median shown'}; ")
+    print("  d = action delay, to = timeout (ms); the eot silence is unbounded")
 
 
 def score_auc(positives, negatives):

@@ -112,3 +112,18 @@ def test_the_transcript_vetoes_scores_from_its_delay_on_where_the_words_sound_un
 def test_a_span_the_transcript_never_reached_keeps_only_the_scores_before_it():
     vetoed = sweep.with_transcript_veto([[(150, False, {100: 0.99, 200: 0.99})]], [[None]], delay_ms=200)
     assert vetoed[0][0][2] == {100: 0.99}
+
+
+def test_with_a_words_model_each_span_becomes_the_stages_verdict_from_the_words_on():
+    from parley.core.acoustic_turn import AcousticTurnSettings
+
+    per_turn = [[(600, False, {100: 0.95, 200: 0.95}), (700, False, {100: 0.5}), (80, False, {}),
+                 (math.inf, True, {100: 0.5, 300: 0.02})]]
+    texts = [["My order number is", "I ordered a kettle.", None, "Thank you."]]
+    p_words = [[0.9, 0.3, None, 0.15]]
+    [weighed] = sweep.with_words_model(per_turn, texts, p_words, AcousticTurnSettings())
+    assert weighed[0][2] == {100: 0.0, 200: 0.0}            # the string rules veto, however sure the rest
+    assert weighed[1][2] == {100: 1.0}                      # log-odds -0.85 >= -1.75
+    assert weighed[2][2] == {}                              # too short to be transcribed: nothing to decide on
+    assert weighed[3][2] == {100: 1.0, 300: 0.0}            # -1.73; -1.73 + 0.25 * -3.89 = -2.71
+    assert [span[:2] for span in weighed] == [span[:2] for span in per_turn[0]]
