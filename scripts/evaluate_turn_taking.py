@@ -437,6 +437,19 @@ def print_acoustic_sweep(models_dir):
             _, latencies = score_policy(weighed, *SHIPPED)
             print(f"{weight:>17} {threshold:>15} {100 * np.mean(latencies < SHIPPED[2]):>10.1f} % {median:>11.0f}ms "
                   f"{100 * cut / max(pauses, 1):>9.1f} %")
+    points = []
+    for weight in WORDS_WEIGHTS:
+        for threshold in WORDS_THRESHOLDS:
+            swept = dataclasses.replace(settings, smart_turn_weight=weight, text_threshold=threshold)
+            every = [span for turn_spans in with_words_model(per_turn, texts, p_words, swept) for span in turn_spans]
+            for timeout in ACOUSTIC_TIMEOUTS_MS:
+                rate, latencies = score_policy(every, 0.5, TRANSCRIPT_DELAY_MS, timeout)
+                points.append((rate, latencies.mean()))
+    ops = operating_points(points)
+    print(f"\nOperating points with the words model (every hold; weight x threshold x timeout grid, asked after "
+          f"{TRANSCRIPT_DELAY_MS} ms): cutoffs @300 ms {_fmt(ops[('cutoff@', 300)], '%')}, @600 ms "
+          f"{_fmt(ops[('cutoff@', 600)], '%')}; latency @5 % {_fmt(ops[('latency@', 0.05)], 'ms')}, "
+          f"@10 % {_fmt(ops[('latency@', 0.10)], 'ms')}")
     word_spans = [[(span_ms, is_eot, {} if p is None else {TRANSCRIPT_DELAY_MS: p})
                    for (span_ms, is_eot, _), p in zip(turn_spans, turn_p)] for turn_spans, turn_p in zip(per_turn, p_words)]
     print("  AUC, complete turns above mid-sentence pauses, at {} ms: words model {:.2f}, Smart Turn {:.2f}".format(
