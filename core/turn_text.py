@@ -97,7 +97,9 @@ class TurnTextModel:
         if any(len(t) != 1 for t in tokens):
             raise TurnTextModelError(f"the model has no single token for each of {MESSAGE_ENDS}: {tokens}")
         self._ends = [t[0] for t in tokens]
+        self._start = llm.tokenize(self.prompt_start().encode(), add_bos=False, special=True)
         self._lock = threading.Lock()
+        self._start_cached()
 
     @classmethod
     def from_path(cls, path, threads=1):
@@ -115,30 +117,35 @@ class TurnTextModel:
 
         return cls.from_path(Path(models_dir).joinpath(*TEXT_MODEL_RELATIVE_PATH), threads)
 
-    def prompt_start(self, agent_line=None):
+    def prompt_start(self):
         """Everything the model reads before the caller's words."""
         return (f"<|im_start|>system\n{SYSTEM_LINE}<|im_end|>\n"
-                f"<|im_start|>assistant\n{agent_line or self.agent_line}<|im_end|>\n<|im_start|>user\n")
+                f"<|im_start|>assistant\n{self.agent_line}<|im_end|>\n<|im_start|>user\n")
 
-    def p_complete(self, text, agent_line=None):
+    def _start_cached(self):
+        """Have the prompt's start in the model's cache (done at construction, so a call's first
+        turn does not pay for it); returns its length in tokens."""
+        llm, start = self._llm, self._start
+        if llm.n_tokens < len(start) or list(llm.input_ids[:len(start)]) != start:
+            llm.reset()
+            llm.eval(start)
+        return len(start)
+
+    def p_complete(self, text):
         """p(the caller's message can end after ``text``); 0.0 when it has no words.
 
         The prompt's start is evaluated once and kept; the words are always evaluated in one
         batch right after it, so a reading does not depend on what was read before (llama.cpp's
-        sums differ in the last digits with how the tokens are batched)."""
+        readings moved by up to 10 % with how the tokens were batched)."""
         words = caller_words(text)
         if not words:
             return 0.0
         llm = self._llm
-        start = llm.tokenize(self.prompt_start(agent_line).encode(), add_bos=False, special=True)
         tokens = llm.tokenize(words.encode(), add_bos=False, special=False)
         with self._lock:
-            if list(llm.input_ids[:len(start)]) != start or llm.n_tokens < len(start):
-                llm.reset()
-                llm.eval(start)
-            llm.n_tokens = len(start)
+            llm.n_tokens = self._start_cached()
             llm.eval(tokens)
-            logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),)).astype(np.float64)
+        logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),)).astype(np.float64)
         logits -= logits.max()
         weights = np.exp(logits)
         return float(weights[self._ends].sum() / weights.sum())

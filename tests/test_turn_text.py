@@ -112,3 +112,9 @@ def test_a_file_that_is_not_a_model_is_refused_with_a_typed_error(tmp_path):
         TurnTextModel.from_path(broken)
     with pytest.raises(TurnTextModelError, match="missing.gguf"):
         TurnTextModel.from_path(tmp_path / "missing.gguf")
+
+
+def test_the_prompts_start_is_read_when_the_model_is_made_not_on_the_first_turn(models_dir):
+    model = TurnTextModel.from_path(fetched(models_dir, *TEXT_MODEL_RELATIVE_PATH))
+    start = model._llm.tokenize(model.prompt_start().encode(), add_bos=False, special=True)
+    assert model._llm.n_tokens == len(start) and list(model._llm.input_ids[:model._llm.n_tokens]) == start

@@ -1,6 +1,7 @@
 """The voice loop end to end: real worker processes (Whisper, the Piper voice, the 1.5B LLM) over
 the real bus, calls through the file channel in real time, the record in a real SQLite file."""
 
+import logging
 import os
 import signal
 import threading
@@ -98,9 +99,11 @@ def test_after_a_barge_in_no_more_of_the_cut_reply_is_played(appliance):
     assert reached, why
 
 
-def test_a_finished_sentence_ends_the_turn_on_smart_turn_and_the_words_before_the_hangover(appliance, models_dir):
+def test_a_finished_sentence_ends_the_turn_on_smart_turn_and_the_words_before_the_hangover(appliance, models_dir,
+                                                                                         caplog):
     # A recorded person saying "Ever failed." (beckett.wav, 1.6-2.9 s: Smart Turn's p >= 0.96 at any
     # cut of its end), then waiting for the answer.
+    caplog.set_level(logging.DEBUG, logger="parley.core.acoustic_turn")
     recording = read_wav(fetched(models_dir, "beckett", "beckett.wav"), appliance.line_rate)
     said = recording[int(1.6 * appliance.line_rate): int(2.9 * appliance.line_rate)]
     caller = ScriptedCaller([CallerLine("Ever failed.")], appliance.line_rate, speak=lambda text, rate: said)
@@ -112,6 +115,9 @@ def test_a_finished_sentence_ends_the_turn_on_smart_turn_and_the_words_before_th
     assert "failed" in turn.caller_text.lower()
     # The end-of-turn check heard the words already: the turn is not transcribed a second time.
     assert turn.spans["stt_final"] - turn.spans["endpoint"] < 20e6
+    # ...and SmolLM2 read them: the verdict carries its reading.
+    readings = [r.getMessage() for r in caplog.records if r.getMessage().startswith("acoustic_turn_words")]
+    assert readings and "complete=True" in readings[-1] and "p_words=nan" not in readings[-1], readings
 
 
 @pytest.mark.parametrize("service", ["stt", "tts"])
