@@ -84,10 +84,11 @@ class AcousticTurnSettings:
     Chosen on the evaluation set's first 48 mid-sentence pauses (1 cut, 62 % of 156 complete turns
     ended early; every value from -2.0 to -1.5 cut 0-2), then checked on 52 pauses added after:
     12 of them cut, mostly where Whisper tiny finishes the sentence in 10 dB noise ("…appointment
-    with you."); the set's noise was redrawn with them, and the first 48 then had 4 cut. On all 100 pauses and 252 complete turns, asked after 100 ms of silence (see
-    scripts/evaluate_turn_taking.py --acoustic-only): -2.0 ends 67 % of complete turns early and
-    cuts 17 % of the pauses, -1.75 63 % and 16 %, -1.5 58 % and 13 %, -1.0 48 % and 9 %; Smart Turn
-    with the string rules (no words model) ended 37 % early and cut 20 %."""
+    with you."); the set's noise was redrawn with them, and the first 48 then had 4 cut. On all
+    100 pauses and 252 complete turns, asked after 100 ms of silence (scripts/evaluate_turn_taking.py
+    --acoustic-only): -2.0 ends 67 % of complete turns early and cuts 17 % of the pauses, -1.75
+    63 % and 16 %, -1.5 58 % and 13 %, -1.0 48 % and 9 %; Smart Turn with the string rules (no
+    words model) ended 37 % early and cut 20 %."""
     smart_turn_weight: float = 0.25
     """How much Smart Turn's log-odds count beside the words'. On recorded speech it helps (AUC of
     the sum over complete turns vs mid-sentence pauses 0.95 -> 0.96 at 0.25), on synthesized speech
@@ -104,9 +105,10 @@ class AcousticTurnSettings:
             raise AcousticTurnConfigError(f"action_delay_ms must be 0 or more, got {self.action_delay_ms!r}")
         if not 0 <= self.min_audio_ms <= WINDOW_SECONDS * 1000:
             raise AcousticTurnConfigError(f"min_audio_ms must lie in 0..{WINDOW_SECONDS * 1000}, got {self.min_audio_ms!r}")
-        if not (math.isfinite(self.text_threshold) and math.isfinite(self.smart_turn_weight)) or self.smart_turn_weight < 0:
-            raise AcousticTurnConfigError("text_threshold must be a number and smart_turn_weight a number of 0 or more, "
-                                          f"got {self.text_threshold!r} and {self.smart_turn_weight!r}")
+        if not math.isfinite(self.text_threshold):
+            raise AcousticTurnConfigError(f"text_threshold must be a number, got {self.text_threshold!r}")
+        if not (math.isfinite(self.smart_turn_weight) and self.smart_turn_weight >= 0):
+            raise AcousticTurnConfigError(f"smart_turn_weight must be 0 or more, got {self.smart_turn_weight!r}")
         if self.max_batch < 1:
             raise AcousticTurnConfigError(f"max_batch must be 1 or more, got {self.max_batch!r}")
         if self.intra_op_threads < 1:
