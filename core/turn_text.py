@@ -23,6 +23,7 @@ Both run off the frame path, with the STT result.
 import math
 import re
 import threading
+from pathlib import Path
 
 import numpy as np
 
@@ -113,8 +114,6 @@ class TurnTextModel:
     @classmethod
     def from_models_dir(cls, models_dir, threads=1):
         """The fetched SmolLM2-135M under the appliance's models directory."""
-        from pathlib import Path
-
         return cls.from_path(Path(models_dir).joinpath(*TEXT_MODEL_RELATIVE_PATH), threads)
 
     def prompt_start(self):

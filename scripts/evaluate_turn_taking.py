@@ -426,30 +426,7 @@ def print_acoustic_sweep(models_dir):
           f"saying unfinished; {count} readings, {1000 * seconds / max(count, 1):.0f} ms each here) ---")
     print_issue_figures(families, kinds, with_words_model(per_turn, texts, p_words, settings),
                         ", words model + Smart Turn", shipped="shipped (words + Smart Turn)", grid=False)
-    print(f"\nThe words model's weighing, swept (every complete turn, the {len(issue_pauses(spans_of(families, kinds, per_turn, ('cut',))))} "
-          f"mid-sentence pauses; asked after {SHIPPED[1]} ms, else the {SHIPPED[2]} ms hangover)")
-    print(f"{'smart_turn_weight':>17} {'text_threshold':>15} {'ended early':>12} {'median delay':>13} {'pauses cut':>11}")
-    for weight in WORDS_WEIGHTS:
-        for threshold in WORDS_THRESHOLDS:
-            swept = dataclasses.replace(settings, smart_turn_weight=weight, text_threshold=threshold)
-            weighed = spans_of(families, kinds, with_words_model(per_turn, texts, p_words, swept), ("cut",))
-            median, _, cut, pauses = issue_figures(weighed, *SHIPPED)
-            _, latencies = score_policy(weighed, *SHIPPED)
-            print(f"{weight:>17} {threshold:>15} {100 * np.mean(latencies < SHIPPED[2]):>10.1f} % {median:>11.0f}ms "
-                  f"{100 * cut / max(pauses, 1):>9.1f} %")
-    points = []
-    for weight in WORDS_WEIGHTS:
-        for threshold in WORDS_THRESHOLDS:
-            swept = dataclasses.replace(settings, smart_turn_weight=weight, text_threshold=threshold)
-            every = [span for turn_spans in with_words_model(per_turn, texts, p_words, swept) for span in turn_spans]
-            for timeout in ACOUSTIC_TIMEOUTS_MS:
-                rate, latencies = score_policy(every, 0.5, TRANSCRIPT_DELAY_MS, timeout)
-                points.append((rate, latencies.mean()))
-    ops = operating_points(points)
-    print(f"\nOperating points with the words model (every hold; weight x threshold x timeout grid, asked after "
-          f"{TRANSCRIPT_DELAY_MS} ms): cutoffs @300 ms {_fmt(ops[('cutoff@', 300)], '%')}, @600 ms "
-          f"{_fmt(ops[('cutoff@', 600)], '%')}; latency @5 % {_fmt(ops[('latency@', 0.05)], 'ms')}, "
-          f"@10 % {_fmt(ops[('latency@', 0.10)], 'ms')}")
+    print_words_sweep(families, kinds, per_turn, texts, p_words, settings)
     word_spans = [[(span_ms, is_eot, {} if p is None else {TRANSCRIPT_DELAY_MS: p})
                    for (span_ms, is_eot, _), p in zip(turn_spans, turn_p)] for turn_spans, turn_p in zip(per_turn, p_words)]
     print("  AUC, complete turns above mid-sentence pauses, at {} ms: words model {:.2f}, Smart Turn {:.2f}".format(
@@ -471,6 +448,34 @@ def print_acoustic_sweep(models_dir):
         f"{label} " + " ".join(f"{score_auc(*eot_and_hold_scores(family_spans, delay)):.2f}"
                                for delay in ACOUSTIC_ACTION_DELAYS_MS)
         for label, family_spans in subsets.items()))
+
+
+def print_words_sweep(families, kinds, per_turn, texts, p_words, settings):
+    """The words model's weighing swept around the shipped one: the issue's figure per weight and
+    threshold, then eot-bench's operating points over that grid and the timeouts (every hold)."""
+    rows, points = [], []
+    for weight in WORDS_WEIGHTS:
+        for threshold in WORDS_THRESHOLDS:
+            swept = dataclasses.replace(settings, smart_turn_weight=weight, text_threshold=threshold)
+            weighed = with_words_model(per_turn, texts, p_words, swept)
+            mid_sentence = spans_of(families, kinds, weighed, ("cut",))
+            median, _, cut, pauses = issue_figures(mid_sentence, *SHIPPED)
+            _, latencies = score_policy(mid_sentence, *SHIPPED)
+            rows.append((weight, threshold, np.mean(latencies < SHIPPED[2]), median, cut / max(pauses, 1), pauses))
+            every = [span for turn_spans in weighed for span in turn_spans]
+            for timeout in ACOUSTIC_TIMEOUTS_MS:
+                rate, all_latencies = score_policy(every, 0.5, TRANSCRIPT_DELAY_MS, timeout)
+                points.append((rate, all_latencies.mean()))
+    print(f"\nThe words model's weighing, swept (every complete turn, the {rows[0][5]} mid-sentence pauses; "
+          f"asked after {SHIPPED[1]} ms, else the {SHIPPED[2]} ms hangover)")
+    print(f"{'smart_turn_weight':>17} {'text_threshold':>15} {'ended early':>12} {'median delay':>13} {'pauses cut':>11}")
+    for weight, threshold, early, median, cut_rate, _ in rows:
+        print(f"{weight:>17} {threshold:>15} {100 * early:>10.1f} % {median:>11.0f}ms {100 * cut_rate:>9.1f} %")
+    ops = operating_points(points)
+    print(f"\nOperating points with the words model (every hold; weight x threshold x timeout grid, asked after "
+          f"{TRANSCRIPT_DELAY_MS} ms): cutoffs @300 ms {_fmt(ops[('cutoff@', 300)], '%')}, @600 ms "
+          f"{_fmt(ops[('cutoff@', 600)], '%')}; latency @5 % {_fmt(ops[('latency@', 0.05)], 'ms')}, "
+          f"@10 % {_fmt(ops[('latency@', 0.10)], 'ms')}")
 
 
 def spans_of(families, kinds, per_turn, pause_kinds, family=None):
