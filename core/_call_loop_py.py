@@ -241,7 +241,8 @@ class CallLoop:
             if self._acoustic is not None:
                 tail = self.turn_audio(max(0, ep.event_sample - ACOUSTIC_WINDOW_S * self.settings.line_rate))
                 turn_samples = (ep.event_sample - ep.stt_start_sample) * ANALYSIS_RATE // self.settings.line_rate
-                self._acoustic.request(self.call_key, tail, ep.event_sample, turn_samples)
+                silence_samples = (ep.event_sample - ep.speech_end_sample) * ANALYSIS_RATE // self.settings.line_rate
+                self._acoustic.request(self.call_key, tail, ep.event_sample, turn_samples, silence_samples)
                 self._acoustic_pending = True
         else:
             self._cancel_acoustic()

@@ -38,12 +38,12 @@ from parley.appliance.agent.config import END_OF_TURN
 from parley.appliance.config import load_settings
 from parley.appliance.speech.stt import Recognizer
 from parley.core import bargein, endpointer
-from parley.core.acoustic_turn import AcousticTurnSettings, SmartTurnModel
+from parley.core.acoustic_turn import AcousticTurnSettings, SmartTurnModel, words_say_complete
 from parley.core.bargein import BargeInSettings
 from parley.core.echoset import build_echo_set
 from parley.core.endpointer import EndpointerSettings, EndpointEvent
 from parley.core.evalset import HOLD_KINDS, RATE, build_turn_set, resample
-from parley.core.turn_text import TurnTextModel, log_odds, transcript_sounds_unfinished
+from parley.core.turn_text import TurnTextModel, transcript_sounds_unfinished
 
 BASELINE_TIMEOUTS_MS = tuple(range(200, 1700, 100))
 
@@ -59,6 +59,13 @@ TRANSCRIPT_DELAY_MS = 100
 WORDS_WEIGHTS = (0.0, 0.25, 0.5)
 WORDS_THRESHOLDS = (-2.0, -1.75, -1.5, -1.25, -1.0)
 """The words model's weighing swept around the shipped one (``AcousticTurnSettings.smart_turn_weight``, ``text_threshold``)."""
+CV_FOLDS = 5
+CV_WEIGHTS = (0.0, 0.1, 0.25, 0.5)
+CV_THRESHOLDS = tuple(float(t) for t in np.arange(-3.0, -0.49, 0.125))
+CV_MIN_EARLY = 0.57
+"""Cross-validation's choice on the training folds: the fewest mid-sentence pauses cut among the
+settings that end at least this share of complete turns early (a margin over the half the
+issue's median needs)."""
 ISSUE_PAUSE_MS = (400, 900)
 """The issue's mid-sentence pauses: holds this long, in ms, inclusive."""
 ISSUE_CUT_BUDGET = 0.10
@@ -310,6 +317,22 @@ def span_transcripts(turns, recognizer, delay_ms=TRANSCRIPT_DELAY_MS):
     return out, time.perf_counter() - started
 
 
+def speech_end_readings(turns, per_turn_texts, recognizer, text_model):
+    """Per turn, per span: ``(transcript, p_words)`` of the turn up to the end of speech (no
+    silence), where the span has a transcript after the pause (else None); and the seconds taken."""
+    out, started = [], time.perf_counter()
+    for turn, texts in zip(turns, per_turn_texts):
+        readings = []
+        for (start, _, _), text in zip(silence_spans(turn), texts):
+            if text is None:
+                readings.append(None)
+                continue
+            heard = recognizer.transcribe(np.ascontiguousarray(turn.audio[:start]), turn.sample_rate).text
+            readings.append((heard, text_model.p_complete(heard)))
+        out.append(readings)
+    return out, time.perf_counter() - started
+
+
 def with_transcript_veto(per_turn, per_turn_texts, delay_ms=TRANSCRIPT_DELAY_MS):
     """The spans, each score at or after ``delay_ms`` set to 0 where the transcript sounds unfinished:
     the policy "Smart Turn says complete *and* the words do not say unfinished"."""
@@ -331,20 +354,26 @@ def words_model_scores(per_turn_texts, text_model):
     return [[None if text is None else text_model.p_complete(text) for text in texts] for texts in per_turn_texts]
 
 
-def with_words_model(per_turn, per_turn_texts, per_turn_p_words, settings, delay_ms=TRANSCRIPT_DELAY_MS):
+def with_words_model(per_turn, per_turn_texts, per_turn_p_words, settings, delay_ms=TRANSCRIPT_DELAY_MS,
+                     speech_end=None):
     """The spans, each score at or after ``delay_ms`` replaced by the stage's verdict with a words
     model (1.0 "complete", 0.0 not: ``AcousticTurnStage._with_transcript``), the scores before it
-    dropped (the words are not in yet): the policy an agent's call runs."""
+    dropped (the words are not in yet): the policy an agent's call runs. ``speech_end``: per turn,
+    per span, ``(transcript, p_words)`` of the words up to the end of speech, which must say
+    "complete" too when ``settings.reread_at_speech_end`` (None: one reading only)."""
+    reread = speech_end is not None and settings.reread_at_speech_end
     out = []
-    for spans, texts, p_words in zip(per_turn, per_turn_texts, per_turn_p_words):
+    for k, (spans, texts, p_words) in enumerate(zip(per_turn, per_turn_texts, per_turn_p_words)):
         turn_spans = []
-        for (span_ms, is_eot, scores), text, p_text in zip(spans, texts, p_words):
+        for j, ((span_ms, is_eot, scores), text, p_text) in enumerate(zip(spans, texts, p_words)):
             decided = {}
             if text is not None:
                 for delay, p in scores.items():
                     if delay >= delay_ms:
-                        weighed = log_odds(p_text) + settings.smart_turn_weight * log_odds(p)
-                        decided[delay] = float(not transcript_sounds_unfinished(text) and weighed >= settings.text_threshold)
+                        complete = words_say_complete(text, p_text, p, settings)
+                        if complete and reread:
+                            complete = words_say_complete(*speech_end[k][j], p, settings)
+                        decided[delay] = float(complete)
             turn_spans.append((span_ms, is_eot, decided))
         out.append(turn_spans)
     return out
@@ -421,12 +450,19 @@ def print_acoustic_sweep(models_dir):
     p_words = words_model_scores(texts, text_model)
     seconds = time.perf_counter() - started
     settings = AcousticTurnSettings()
-    print(f"\n--- Smart Turn + the words read by SmolLM2-135M (shipped: log-odds of the words + "
-          f"{settings.smart_turn_weight} x Smart Turn's >= {settings.text_threshold}, the string rules not "
-          f"saying unfinished; {count} readings, {1000 * seconds / max(count, 1):.0f} ms each here) ---")
-    print_issue_figures(families, kinds, with_words_model(per_turn, texts, p_words, settings),
-                        ", words model + Smart Turn", shipped="shipped (words + Smart Turn)", grid=False)
-    print_words_sweep(families, kinds, per_turn, texts, p_words, settings)
+    speech_end, end_seconds = speech_end_readings(turns, texts, Recognizer.from_dir(models_dir / "whisper-tiny.en"),
+                                                  text_model)
+    print(f"\n--- The words read by SmolLM2-135M (shipped: log-odds of the words + {settings.smart_turn_weight} x "
+          f"Smart Turn's >= {settings.text_threshold}, the string rules not saying unfinished; {count} readings, "
+          f"{1000 * seconds / max(count, 1):.0f} ms each here; a \"complete\" read again on the words up to the end "
+          f"of speech: {count} transcriptions and readings, {1000 * end_seconds / max(count, 1):.0f} ms each) ---")
+    print_issue_figures(families, kinds, with_words_model(per_turn, texts, p_words, settings, speech_end=speech_end),
+                        ", words model, read twice", shipped="shipped (words, read twice)", grid=False)
+    print_issue_figure("mid-sentence pauses, the shipped weighing read once (no second reading at the end of speech)",
+                       spans_of(families, kinds, with_words_model(per_turn, texts, p_words, settings), ("cut",)),
+                       "words, read once", grid=False)
+    print_words_sweep(families, kinds, per_turn, texts, p_words, settings, speech_end)
+    print_cross_validation(turns, kinds, per_turn, texts, p_words, speech_end, settings)
     word_spans = [[(span_ms, is_eot, {} if p is None else {TRANSCRIPT_DELAY_MS: p})
                    for (span_ms, is_eot, _), p in zip(turn_spans, turn_p)] for turn_spans, turn_p in zip(per_turn, p_words)]
     print("  AUC, complete turns above mid-sentence pauses, at {} ms: words model {:.2f}, Smart Turn {:.2f}".format(
@@ -450,32 +486,97 @@ def print_acoustic_sweep(models_dir):
         for label, family_spans in subsets.items()))
 
 
-def print_words_sweep(families, kinds, per_turn, texts, p_words, settings):
-    """The words model's weighing swept around the shipped one: the issue's figure per weight and
-    threshold, then eot-bench's operating points over that grid and the timeouts (every hold)."""
+def print_words_sweep(families, kinds, per_turn, texts, p_words, settings, speech_end):
+    """The words model's weighing swept around the shipped one, read once and read twice: the
+    issue's figure per weight and threshold, then eot-bench's operating points over that grid and
+    the timeouts (every hold)."""
     rows, points = [], []
     for weight in WORDS_WEIGHTS:
         for threshold in WORDS_THRESHOLDS:
-            swept = dataclasses.replace(settings, smart_turn_weight=weight, text_threshold=threshold)
-            weighed = with_words_model(per_turn, texts, p_words, swept)
-            mid_sentence = spans_of(families, kinds, weighed, ("cut",))
-            median, _, cut, pauses = issue_figures(mid_sentence, *SHIPPED)
-            _, latencies = score_policy(mid_sentence, *SHIPPED)
-            rows.append((weight, threshold, np.mean(latencies < SHIPPED[2]), median, cut / max(pauses, 1), pauses))
-            every = [span for turn_spans in weighed for span in turn_spans]
-            for timeout in ACOUSTIC_TIMEOUTS_MS:
-                rate, all_latencies = score_policy(every, 0.5, TRANSCRIPT_DELAY_MS, timeout)
-                points.append((rate, all_latencies.mean()))
-    print(f"\nThe words model's weighing, swept (every complete turn, the {rows[0][5]} mid-sentence pauses; "
-          f"asked after {SHIPPED[1]} ms, else the {SHIPPED[2]} ms hangover)")
-    print(f"{'smart_turn_weight':>17} {'text_threshold':>15} {'ended early':>12} {'median delay':>13} {'pauses cut':>11}")
-    for weight, threshold, early, median, cut_rate, _ in rows:
-        print(f"{weight:>17} {threshold:>15} {100 * early:>10.1f} % {median:>11.0f}ms {100 * cut_rate:>9.1f} %")
+            for reread in (False, True):
+                swept = dataclasses.replace(settings, smart_turn_weight=weight, text_threshold=threshold,
+                                            reread_at_speech_end=reread)
+                weighed = with_words_model(per_turn, texts, p_words, swept, speech_end=speech_end)
+                mid_sentence = spans_of(families, kinds, weighed, ("cut",))
+                median, _, cut, pauses = issue_figures(mid_sentence, *SHIPPED)
+                _, latencies = score_policy(mid_sentence, *SHIPPED)
+                rows.append((weight, threshold, reread, np.mean(latencies < SHIPPED[2]), median,
+                             cut / max(pauses, 1), pauses))
+                if reread == settings.reread_at_speech_end:
+                    every = [span for turn_spans in weighed for span in turn_spans]
+                    for timeout in ACOUSTIC_TIMEOUTS_MS:
+                        rate, all_latencies = score_policy(every, 0.5, TRANSCRIPT_DELAY_MS, timeout)
+                        points.append((rate, all_latencies.mean()))
+    print(f"\nThe words model's weighing, swept (every complete turn, the {rows[0][6]} mid-sentence pauses; "
+          f"asked after {SHIPPED[1]} ms, else the {SHIPPED[2]} ms hangover); read once | read twice")
+    print(f"{'smart_turn_weight':>17} {'text_threshold':>15} {'ended early':>12} {'median':>7} {'pauses cut':>11}"
+          f" | {'ended early':>12} {'median':>7} {'pauses cut':>11}")
+    for once, twice in zip(rows[::2], rows[1::2]):
+        print(f"{once[0]:>17} {once[1]:>15} " + " | ".join(
+            f"{100 * early:>10.1f} % {median:>5.0f}ms {100 * cut_rate:>9.1f} %" for *_, early, median, cut_rate, _ in
+            (once, twice)))
     ops = operating_points(points)
     print(f"\nOperating points with the words model (every hold; weight x threshold x timeout grid, asked after "
           f"{TRANSCRIPT_DELAY_MS} ms): cutoffs @300 ms {_fmt(ops[('cutoff@', 300)], '%')}, @600 ms "
           f"{_fmt(ops[('cutoff@', 600)], '%')}; latency @5 % {_fmt(ops[('latency@', 0.05)], 'ms')}, "
           f"@10 % {_fmt(ops[('latency@', 0.10)], 'ms')}")
+
+
+def source_sentence(turn_name):
+    """The sentence a turn was made from, shared by its clean, noisy, wideband and G.711 copies."""
+    return turn_name.rsplit("/", 2)[0]
+
+
+def words_outcomes(kinds, per_turn, texts, p_words, speech_end, settings):
+    """Per turn: ``[(is_eot, ended early)]`` over its complete turn and its issue's mid-sentence pauses."""
+    low, high = ISSUE_PAUSE_MS
+    weighed = with_words_model(per_turn, texts, p_words, settings, speech_end=speech_end)
+    return [[(is_eot, scores.get(TRANSCRIPT_DELAY_MS) == 1.0 and TRANSCRIPT_DELAY_MS < span_ms)
+             for kind, (span_ms, is_eot, scores) in zip(turn_kinds, turn_spans)
+             if is_eot or (kind == "cut" and low <= span_ms <= high)]
+            for turn_kinds, turn_spans in zip(kinds, weighed)]
+
+
+def early_and_cut(outcomes, turn_indices):
+    """``(share of complete turns ended early, pauses cut, pauses)`` over some turns' outcomes."""
+    ended = [early for k in turn_indices for is_eot, early in outcomes[k] if is_eot]
+    cut = [early for k in turn_indices for is_eot, early in outcomes[k] if not is_eot]
+    return float(np.mean(ended)), sum(cut), len(cut)
+
+
+def print_cross_validation(turns, kinds, per_turn, texts, p_words, speech_end, settings):
+    """The words model's weighing chosen by cross-validation over the set's source sentences (every
+    copy of a sentence in one fold), read once and read twice: what the choice does on sentences
+    it has not seen."""
+    sources = [source_sentence(turn.name) for turn in turns]
+    order = np.random.default_rng(0).permutation(sorted(set(sources)))
+    fold_of = {source: k % CV_FOLDS for k, source in enumerate(order)}
+    print(f"\nCross-validated weighing ({CV_FOLDS} folds over {len(order)} source sentences; on the training "
+          f"folds, the fewest pauses cut with >= {100 * CV_MIN_EARLY:.0f} % of complete turns ended early; "
+          f"weights {CV_WEIGHTS}, thresholds {CV_THRESHOLDS[0]} to {CV_THRESHOLDS[-1]} by 0.125)")
+    for reread in (False, True):
+        grid = {(w, t): words_outcomes(kinds, per_turn, texts, p_words, speech_end,
+                                       dataclasses.replace(settings, smart_turn_weight=w, text_threshold=t,
+                                                           reread_at_speech_end=reread))
+                for w in CV_WEIGHTS for t in CV_THRESHOLDS}
+        held_out, picks = [[] for _ in range(len(turns))], []
+        for fold in range(CV_FOLDS):
+            train = [k for k, s in enumerate(sources) if fold_of[s] != fold]
+            test = [k for k, s in enumerate(sources) if fold_of[s] == fold]
+            scored = []
+            for key, outcomes in grid.items():
+                early, cut, pauses = early_and_cut(outcomes, train)
+                if early >= CV_MIN_EARLY:
+                    scored.append((cut / pauses, -early, key))
+            pick = min(scored)[2] if scored else (0.0, CV_THRESHOLDS[0])
+            picks.append(pick)
+            for k in test:
+                held_out[k] = grid[pick][k]
+        early, cut, pauses = early_and_cut(held_out, range(len(turns)))
+        print(f"  read {'twice' if reread else 'once '}: held out, {100 * early:.1f} % of complete turns ended early "
+              f"(median delay {TRANSCRIPT_DELAY_MS if early > 0.5 else SHIPPED[2]} ms), {cut}/{pauses} pauses cut "
+              f"({100 * cut / max(pauses, 1):.0f} %); picks (weight, threshold) per fold: "
+              + ", ".join(f"({w:g}, {t:g})" for w, t in picks))
 
 
 def spans_of(families, kinds, per_turn, pause_kinds, family=None):

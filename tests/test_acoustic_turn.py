@@ -7,6 +7,7 @@ padding; the real-audio probe reports what it does on finished and cut-off turns
 what held up (see ``scripts/acoustic_turn_probe.py`` for the full table).
 """
 
+import math
 import threading
 import wave
 
@@ -345,6 +346,9 @@ class ScriptedWords:
         return self.p_words[text]
 
 
+WEIGHED = AcousticTurnSettings(text_threshold=-1.75, smart_turn_weight=0.25)
+
+
 @pytest.mark.parametrize("p_smart_turn, text, p_words, complete", [
     (0.5, "I ordered a kettle.", 0.15, True),         # log-odds -1.73 + 0 >= -1.75
     (0.5, "I ordered a kettle.", 0.14, False),        # -1.82
@@ -355,17 +359,88 @@ class ScriptedWords:
 ])
 def test_with_a_words_model_the_words_and_the_sound_are_weighed_together(p_smart_turn, text, p_words, complete):
     words = ScriptedWords({text: p_words})
-    with AcousticTurnStage(ConstantModel(), AcousticTurnSettings(), ScriptedTranscriber({p_smart_turn: text}),
-                           words) as stage:
+    with AcousticTurnStage(ConstantModel(), WEIGHED, ScriptedTranscriber({p_smart_turn: text}), words) as stage:
         stage.request("call", tagged(p_smart_turn), sample=5)
         verdict = settled(stage).poll("call")
     assert (verdict.complete, verdict.transcript, verdict.text_probability) == (complete, text, pytest.approx(p_words))
     assert words.read == [text]
 
 
+class CountingModel(ConstantModel):
+    def __init__(self):
+        self.runs = 0
+
+    def score_batch(self, audios):
+        self.runs += 1
+        return super().score_batch(audios)
+
+
+@pytest.mark.parametrize("p_words, complete", [(0.19, True), (0.17, False)])  # log-odds -1.45 / -1.59 vs -1.5
+def test_by_default_the_words_alone_decide_and_smart_turn_is_not_run(p_words, complete):
+    model = CountingModel()
+    with AcousticTurnStage(model, transcriber=ScriptedTranscriber({0.99: "Thank you."}),
+                           text_model=ScriptedWords({"Thank you.": p_words})) as stage:
+        stage.request("call", tagged(0.99), sample=5)
+        verdict = settled(stage).poll("call")
+    assert verdict.complete is complete and model.runs == 0 and math.isnan(verdict.probability)
+    assert verdict.not_scored == ""
+
+
+class Hearings:
+    """A transcriber that hears each length of audio as it is told: ``{samples: text}``."""
+
+    def __init__(self, texts):
+        self.texts = texts
+        self.lengths = []
+
+    def transcribe(self, audio):
+        self.lengths.append(audio.size)
+        return self.texts[audio.size]
+
+
+@pytest.mark.parametrize("at_speech_end, p_end, complete", [
+    ("I'd like to book an appointment with", 0.01, False),   # the string rules: "with" is open
+    ("I'd like to book an appointment", 0.05, False),         # the words model: log-odds -2.94
+    ("I'd like to book an appointment with you.", 0.4, True),
+])
+def test_a_complete_reading_must_hold_for_the_words_up_to_the_end_of_speech(at_speech_end, p_end, complete):
+    said, silence = SECOND, SECOND // 10
+    hearings = Hearings({said: "I'd like to book an appointment with you.", said - silence: at_speech_end})
+    words = ScriptedWords({"I'd like to book an appointment with you.": 0.4, at_speech_end: p_end})
+    with AcousticTurnStage(ConstantModel(), transcriber=hearings, text_model=words) as stage:
+        stage.request("call", tagged(0.5), sample=5, turn_samples=said, silence_samples=silence)
+        verdict = settled(stage).poll("call")
+    assert hearings.lengths == [said, said - silence]
+    assert verdict.complete is complete
+    assert (verdict.transcript, verdict.speech_end_transcript) == ("I'd like to book an appointment with you.",
+                                                                  at_speech_end)
+    assert (verdict.text_probability, verdict.speech_end_probability) == (pytest.approx(0.4), pytest.approx(p_end))
+
+
+@pytest.mark.parametrize("settings, silence, heard", [
+    (AcousticTurnSettings(), 0, 1),                                   # the pause's length is not known
+    (AcousticTurnSettings(reread_at_speech_end=False), SECOND // 10, 1),
+])
+def test_without_a_known_pause_or_with_the_reread_off_the_words_are_heard_once(settings, silence, heard):
+    hearings = Hearings({SECOND: "Thank you.", SECOND - SECOND // 10: "Thank"})
+    with AcousticTurnStage(ConstantModel(), settings, hearings, ScriptedWords({"Thank you.": 0.6})) as stage:
+        stage.request("call", tagged(0.5), sample=5, turn_samples=SECOND, silence_samples=silence)
+        verdict = settled(stage).poll("call")
+    assert len(hearings.lengths) == heard and verdict.complete and verdict.speech_end_transcript is None
+
+
+def test_an_unfinished_first_reading_spares_the_second_transcription():
+    hearings = Hearings({SECOND: "My order number is"})
+    with AcousticTurnStage(ConstantModel(), transcriber=hearings,
+                           text_model=ScriptedWords({"My order number is": 0.9})) as stage:
+        stage.request("call", tagged(0.5), sample=5, turn_samples=SECOND, silence_samples=SECOND // 10)
+        verdict = settled(stage).poll("call")
+    assert hearings.lengths == [SECOND] and not verdict.complete
+
+
 def test_with_a_words_model_every_request_is_transcribed_even_an_unsure_one():
     transcriber = ScriptedTranscriber({0.1: "That's all, thank you."})
-    with AcousticTurnStage(ConstantModel(), transcriber=transcriber,
+    with AcousticTurnStage(ConstantModel(), WEIGHED, transcriber=transcriber,
                            text_model=ScriptedWords({"That's all, thank you.": 0.6})) as stage:
         stage.request("call", tagged(0.1), sample=1)
         verdict = settled(stage).poll("call")

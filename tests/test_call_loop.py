@@ -158,12 +158,14 @@ class DecidedStage:
 
     def __init__(self, complete):
         self.complete, self.requests, self.turn_samples, self.cancelled, self._ready = complete, [], [], 0, {}
+        self.silence_samples = []
 
-    def request(self, call_key, audio_16k, sample, turn_samples):
+    def request(self, call_key, audio_16k, sample, turn_samples, silence_samples):
         from parley.core.acoustic_turn import AcousticTurnVerdict
 
         self.requests.append((call_key, len(audio_16k), sample))
         self.turn_samples.append(turn_samples)
+        self.silence_samples.append(silence_samples)
         self._ready[call_key] = AcousticTurnVerdict(0.9 if self.complete else 0.1, self.complete, sample, 1.0)
 
     def poll(self, call_key):
@@ -187,6 +189,9 @@ def test_the_acoustic_verdict_ends_a_complete_turn_early_and_no_other(silero, tu
     first_speech = turn.speech_segments[0][0]
     sample = stage.requests[0][2]
     assert abs(stage.turn_samples[0] - (sample - first_speech) * 2) <= 0.4 * 16000
+    # ...and the pause so far is the silence the endpointer waited before asking (at 16 kHz).
+    short = loop.settings.endpointer.short_silence_ms * 16
+    assert all(short <= n <= short + 2 * 2 * loop.frame_samples for n in stage.silence_samples), stage.silence_samples
     if complete:
         assert ends[0].reason == "acoustic"
         short = loop.settings.endpointer.short_silence_ms * 8

@@ -121,9 +121,26 @@ def test_with_a_words_model_each_span_becomes_the_stages_verdict_from_the_words_
                  (math.inf, True, {100: 0.5, 300: 0.02})]]
     texts = [["My order number is", "I ordered a kettle.", None, "Thank you."]]
     p_words = [[0.9, 0.3, None, 0.15]]
-    [weighed] = sweep.with_words_model(per_turn, texts, p_words, AcousticTurnSettings())
+    weighing = AcousticTurnSettings(text_threshold=-1.75, smart_turn_weight=0.25)
+    [weighed] = sweep.with_words_model(per_turn, texts, p_words, weighing)
     assert weighed[0][2] == {100: 0.0, 200: 0.0}            # the string rules veto, however sure the rest
     assert weighed[1][2] == {100: 1.0}                      # log-odds -0.85 >= -1.75
     assert weighed[2][2] == {}                              # too short to be transcribed: nothing to decide on
     assert weighed[3][2] == {100: 1.0, 300: 0.0}            # -1.73; -1.73 + 0.25 * -3.89 = -2.71
     assert [span[:2] for span in weighed] == [span[:2] for span in per_turn[0]]
+
+
+def test_read_twice_a_span_ends_the_turn_only_when_the_words_up_to_the_end_of_speech_say_so_too():
+    from parley.core.acoustic_turn import AcousticTurnSettings
+
+    per_turn = [[(600, False, {100: 0.9}), (500, False, {100: 0.9}), (math.inf, True, {100: 0.9})]]
+    texts = [["I'd like to book an appointment with you.", "I ordered a kettle.", "Thank you."]]
+    p_words = [[0.4, 0.3, 0.5]]
+    speech_end = [[("I'd like to book an appointment with", 0.02), ("I ordered a kettle.", 0.3), ("Thank you", 0.1)]]
+    [once] = sweep.with_words_model(per_turn, texts, p_words, AcousticTurnSettings())
+    [twice] = sweep.with_words_model(per_turn, texts, p_words, AcousticTurnSettings(), speech_end=speech_end)
+    [off] = sweep.with_words_model(per_turn, texts, p_words, AcousticTurnSettings(reread_at_speech_end=False),
+                                   speech_end=speech_end)
+    assert [s[2][100] for s in once] == [1.0, 1.0, 1.0]
+    assert [s[2][100] for s in twice] == [0.0, 1.0, 0.0]    # "with" is open; log-odds -2.20 < -1.5
+    assert off == once

@@ -99,25 +99,28 @@ def test_after_a_barge_in_no_more_of_the_cut_reply_is_played(appliance):
     assert reached, why
 
 
-def test_a_finished_sentence_ends_the_turn_on_smart_turn_and_the_words_before_the_hangover(appliance, models_dir,
-                                                                                         caplog):
-    # A recorded person saying "Ever failed." (beckett.wav, 1.6-2.9 s: Smart Turn's p >= 0.96 at any
-    # cut of its end), then waiting for the answer.
+def test_a_finished_sentence_ends_the_turn_on_the_words_before_the_hangover(appliance, models_dir, caplog):
+    # A recorded person saying "It was the best of times, it was the worst of times." (two_cities.wav,
+    # 1.0-4.7 s), then waiting for the answer. SmolLM2 reads those words as a message that can end
+    # (p 0.50); "it was the best of times", at the comma's pause, it does not (0.12).
     caplog.set_level(logging.DEBUG, logger="parley.core.acoustic_turn")
-    recording = read_wav(fetched(models_dir, "beckett", "beckett.wav"), appliance.line_rate)
-    said = recording[int(1.6 * appliance.line_rate): int(2.9 * appliance.line_rate)]
-    caller = ScriptedCaller([CallerLine("Ever failed.")], appliance.line_rate, speak=lambda text, rate: said)
+    recording = read_wav(fetched(models_dir, "two-cities", "two_cities.wav"), appliance.line_rate)
+    said = recording[int(1.0 * appliance.line_rate): int(4.7 * appliance.line_rate)]
+    caller = ScriptedCaller([CallerLine("It was the best of times, it was the worst of times.")], appliance.line_rate,
+                            speak=lambda text, rate: said)
     session, _ = appliance.place(caller, max_seconds=40.0)
     turn = session.turns[1]
     waited_ms = (turn.spans["endpoint"] - turn.spans["user_speech_end"]) / 1e6
     assert turn.end_reason == "acoustic", (turn.end_reason, turn.caller_text)
     assert waited_ms < appliance.agent.endpointer.hangover_ms, waited_ms
-    assert "failed" in turn.caller_text.lower()
+    assert "worst of times" in turn.caller_text.lower()
     # The end-of-turn check heard the words already: the turn is not transcribed a second time.
     assert turn.spans["stt_final"] - turn.spans["endpoint"] < 20e6
-    # ...and SmolLM2 read them: the verdict carries its reading.
+    # ...and SmolLM2 read them, then read the words up to the end of speech again: the verdict
+    # carries both readings.
     readings = [r.getMessage() for r in caplog.records if r.getMessage().startswith("acoustic_turn_words")]
     assert readings and "complete=True" in readings[-1] and "p_words=nan" not in readings[-1], readings
+    assert "speech_end_words=None" not in readings[-1] and "p_end=nan" not in readings[-1], readings
 
 
 @pytest.mark.parametrize("service", ["stt", "tts"])

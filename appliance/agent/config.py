@@ -98,10 +98,11 @@ decides the caller has finished. ``turn_taking`` values in the agent file apply 
 END_OF_TURN = {"acoustic": {"short_silence_ms": 100, "hangover_ms": 900}, "silence": {}}
 """The ways an agent may decide the caller has finished (``conversation.end_of_turn``), each with
 the endpointer timings it works best with (eagerness and ``turn_taking`` apply on top). Acoustic:
-Smart Turn and the words are asked after 100 ms of silence, and a pause they do not call final
-is waited out for 900 ms: on the evaluation set's recorded speech that ends complete turns 100 ms
-(median, before compute) after the last word and cuts 2 in 24 mid-sentence pauses of 400-900 ms,
-where a fixed 800 ms hangover waits 800 ms and cuts 4 (scripts/evaluate_turn_taking.py --acoustic-only)."""
+the words so far are heard and read after 100 ms of silence (``parley.appliance.media.end_of_turn``),
+and a pause they do not call final is waited out for 900 ms: on the evaluation set that ends
+complete turns 100 ms (median, before compute) after the last word and cuts 5 in 100 mid-sentence
+pauses of 400-900 ms (0 in the 24 of recorded speech), where a fixed 800 ms hangover waits 800 ms
+and cuts 20 (scripts/evaluate_turn_taking.py --acoustic-only)."""
 
 
 @dataclass(frozen=True)
@@ -112,8 +113,8 @@ class ConversationSettings:
     """patient, normal or eager: a preset of the endpointer's timings (EAGERNESS)."""
     end_of_turn: str = "acoustic"
     """How the agent decides the caller has finished (END_OF_TURN): ``acoustic`` (after
-    ``turn_taking.short_silence_ms`` of silence, Smart Turn and the words so far may end the turn
-    at once, else the hangover does) or ``silence`` (the hangover alone)."""
+    ``turn_taking.short_silence_ms`` of silence, the words so far may end the turn at once, else
+    the hangover does) or ``silence`` (the hangover alone)."""
     head_start: bool = True
     """At each pause of ``turn_taking.short_silence_ms`` the turn so far is transcribed and the
     agent evaluates its prompt, so that when the turn has ended the reply is well under way; nothing

@@ -60,8 +60,8 @@ class TurnRecord:
     filler: bool = False
     """The soft-timeout filler played before the reply was ready."""
     end_reason: str | None = None
-    """What ended the caller's turn: ``silence`` (the hangover), ``acoustic`` (Smart Turn and the
-    words so far), ``max_turn``, or ``keys`` (typed on the keypad); None for the greeting."""
+    """What ended the caller's turn: ``silence`` (the hangover), ``acoustic`` (the end-of-turn
+    stage: the words so far), ``max_turn``, or ``keys`` (typed on the keypad); None for the greeting."""
     playout_gap_ms: int = 0
     """Silence inside the reply: how long playout ran dry after the reply began to play and before
     its last words were made (the LLM or the voice slower than speech). The caller hears it as the
