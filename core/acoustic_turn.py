@@ -39,6 +39,7 @@ import logging
 import math
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
@@ -107,6 +108,11 @@ class AcousticTurnSettings:
     evaluation set at the shipped weight and threshold it halves the pauses cut (10 -> 5 of 100)
     for 2 points of complete turns ended early (57.9 -> 56.0 %); it costs a second STT job and
     reading, only when the first reading says "complete"."""
+    concurrent_readings: bool = False
+    """Transcribe the words up to the end of speech at once, beside the first reading, instead of
+    after it says "complete": the verdict then waits for the slower transcription, not for both
+    in turn. Worth it only where the STT service has a second worker free (on one, the two jobs
+    queue anyway, and the second is wasted whenever the first reading says "not yet")."""
     max_batch: int = 8
     """Pending requests from different calls scored together in one model run."""
     intra_op_threads: int = 1
@@ -285,6 +291,8 @@ class AcousticTurnStage:
         self._closed = False
         self._cond = threading.Condition()
         self._worker = threading.Thread(target=self._run, name="acoustic-turn", daemon=True)
+        self._rereader = (ThreadPoolExecutor(1, thread_name_prefix="acoustic-turn-reread")
+                          if self._text_model is not None and self.settings.concurrent_readings else None)
         self._worker.start()
 
     @classmethod
@@ -350,6 +358,8 @@ class AcousticTurnStage:
     def join(self, timeout=None):
         """Wait for the worker to end after ``close``; False on timeout."""
         self._worker.join(timeout)
+        if self._rereader is not None:
+            self._rereader.shutdown(wait=False, cancel_futures=True)
         return not self._worker.is_alive()
 
     def __enter__(self):
@@ -421,6 +431,9 @@ class AcousticTurnStage:
         turn = request.audio[-request.turn_samples:]
         p_text = p_end = first_ms = float("nan")
         end_text = None
+        at_speech_end = turn[:-request.silence_samples] if request.silence_samples else None
+        reread = self._text_model is not None and self.settings.reread_at_speech_end and at_speech_end is not None
+        early = self._rereader.submit(self._transcriber.transcribe, at_speech_end) if reread and self._rereader else None
         try:
             text = self._transcriber.transcribe(turn)
             if self._text_model is None:
@@ -428,9 +441,9 @@ class AcousticTurnStage:
             else:
                 p_text = self._text_model.p_complete(text)
                 complete = words_say_complete(text, p_text, verdict.probability, self.settings)
-                if complete and self.settings.reread_at_speech_end and request.silence_samples:
+                if complete and reread:
                     first_ms = (time.perf_counter() - started) * 1000.0
-                    end_text = self._transcriber.transcribe(turn[:-request.silence_samples])
+                    end_text = early.result() if early else self._transcriber.transcribe(at_speech_end)
                     p_end = self._text_model.p_complete(end_text)
                     complete = words_say_complete(end_text, p_end, verdict.probability, self.settings)
         except Exception as exc:

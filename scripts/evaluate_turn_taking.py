@@ -305,21 +305,26 @@ def acoustic_span_scores(turns, model, batch=8):
 
 def span_transcripts(turns, recognizer, delay_ms=TRANSCRIPT_DELAY_MS):
     """Per turn, per silence span: the turn so far transcribed ``delay_ms`` into the span (None
-    when the span is shorter), and the seconds all transcriptions took."""
-    out, started = [], time.perf_counter()
+    when the span is shorter); the same shape of the ms each transcription took; and the seconds
+    all took."""
+    out, took, started = [], [], time.perf_counter()
     for turn in turns:
-        texts = []
+        texts, ms = [], []
         for start, span_ms, _ in silence_spans(turn):
             end = start + delay_ms * turn.sample_rate // 1000
-            texts.append(recognizer.transcribe(np.ascontiguousarray(turn.audio[:end]), turn.sample_rate).text
-                         if delay_ms < span_ms else None)
+            heard = (recognizer.transcribe(np.ascontiguousarray(turn.audio[:end]), turn.sample_rate)
+                     if delay_ms < span_ms else None)
+            texts.append(None if heard is None else heard.text)
+            ms.append(None if heard is None else 1000 * heard.compute_seconds)
         out.append(texts)
-    return out, time.perf_counter() - started
+        took.append(ms)
+    return out, took, time.perf_counter() - started
 
 
 def speech_end_readings(turns, per_turn_texts, recognizer, text_model):
-    """Per turn, per span: ``(transcript, p_words)`` of the turn up to the end of speech (no
-    silence), where the span has a transcript after the pause (else None); and the seconds taken."""
+    """Per turn, per span: ``(transcript, p_words, ms)`` of the turn up to the end of speech (no
+    silence; ms: transcribing and reading it), where the span has a transcript after the pause
+    (else None); and the seconds taken."""
     out, started = [], time.perf_counter()
     for turn, texts in zip(turns, per_turn_texts):
         readings = []
@@ -327,8 +332,9 @@ def speech_end_readings(turns, per_turn_texts, recognizer, text_model):
             if text is None:
                 readings.append(None)
                 continue
+            begun = time.perf_counter()
             heard = recognizer.transcribe(np.ascontiguousarray(turn.audio[:start]), turn.sample_rate).text
-            readings.append((heard, text_model.p_complete(heard)))
+            readings.append((heard, text_model.p_complete(heard), 1000 * (time.perf_counter() - begun)))
         out.append(readings)
     return out, time.perf_counter() - started
 
@@ -372,7 +378,8 @@ def with_words_model(per_turn, per_turn_texts, per_turn_p_words, settings, delay
                     if delay >= delay_ms:
                         complete = words_say_complete(text, p_text, p, settings)
                         if complete and reread:
-                            complete = words_say_complete(*speech_end[k][j], p, settings)
+                            end_text, end_p, _ = speech_end[k][j]
+                            complete = words_say_complete(end_text, end_p, p, settings)
                         decided[delay] = float(complete)
             turn_spans.append((span_ms, is_eot, decided))
         out.append(turn_spans)
@@ -437,7 +444,7 @@ def print_acoustic_sweep(models_dir):
               for kind in HOLD_KINDS))
 
     # Smart Turn with the text check (core/turn_text.py): the turn so far transcribed by the STT model.
-    texts, seconds = span_transcripts(turns, Recognizer.from_dir(models_dir / "whisper-tiny.en"))
+    texts, transcribe_ms, seconds = span_transcripts(turns, Recognizer.from_dir(models_dir / "whisper-tiny.en"))
     count = sum(text is not None for turn_texts in texts for text in turn_texts)
     print(f"\n--- Smart Turn + transcript (whisper-tiny.en, the turn so far at {TRANSCRIPT_DELAY_MS} ms of "
           f"silence; {count} transcriptions, {1000 * seconds / max(count, 1):.0f} ms each on this machine; on a "
@@ -461,6 +468,8 @@ def print_acoustic_sweep(models_dir):
     print_issue_figure("mid-sentence pauses, the shipped weighing read once (no second reading at the end of speech)",
                        spans_of(families, kinds, with_words_model(per_turn, texts, p_words, settings), ("cut",)),
                        "words, read once", grid=False)
+    print_timed_issue_figure(kinds, per_turn, texts, p_words, speech_end, settings, transcribe_ms,
+                             1000 * seconds / max(count, 1))
     print_words_sweep(families, kinds, per_turn, texts, p_words, settings, speech_end)
     print_cross_validation(turns, kinds, per_turn, texts, p_words, speech_end, settings)
     word_spans = [[(span_ms, is_eot, {} if p is None else {TRANSCRIPT_DELAY_MS: p})
@@ -520,6 +529,58 @@ def print_words_sweep(families, kinds, per_turn, texts, p_words, settings, speec
           f"{TRANSCRIPT_DELAY_MS} ms): cutoffs @300 ms {_fmt(ops[('cutoff@', 300)], '%')}, @600 ms "
           f"{_fmt(ops[('cutoff@', 600)], '%')}; latency @5 % {_fmt(ops[('latency@', 0.05)], 'ms')}, "
           f"@10 % {_fmt(ops[('latency@', 0.10)], 'ms')}")
+
+
+def timed_decisions(kinds, per_turn, texts, p_words, speech_end, settings, transcribe_ms, read_ms):
+    """``(latencies after the complete turns, [(pause ms, decision ms)] of the issue's pauses)`` when
+    each verdict lands only after its compute (this machine's: the transcription's own time, the
+    mean reading, and the second reading's time when there is one, or the slower of the two when
+    they run at once). A verdict later than the
+    hangover does not count; one that lands after the caller spoke again cuts nothing."""
+    low, high = ISSUE_PAUSE_MS
+    timeout = SHIPPED[2]
+    latencies, pauses = [], []
+    for k, (turn_kinds, turn_spans) in enumerate(zip(kinds, per_turn)):
+        for j, (kind, (span_ms, is_eot, _)) in enumerate(zip(turn_kinds, turn_spans)):
+            if not (is_eot or (kind == "cut" and low <= span_ms <= high)):
+                continue
+            decision = timeout
+            if texts[k][j] is not None:
+                landed = TRANSCRIPT_DELAY_MS + transcribe_ms[k][j] + read_ms
+                complete = words_say_complete(texts[k][j], p_words[k][j], math.nan, settings)
+                if complete and settings.reread_at_speech_end:
+                    end_text, end_p, end_ms = speech_end[k][j]
+                    landed = (max(landed, TRANSCRIPT_DELAY_MS + end_ms) if settings.concurrent_readings
+                              else landed + end_ms)
+                    complete = words_say_complete(end_text, end_p, math.nan, settings)
+                if complete:
+                    decision = min(landed, timeout)
+            if is_eot:
+                latencies.append(decision)
+            else:
+                pauses.append((span_ms, decision))
+    return np.array(latencies), pauses
+
+
+def print_timed_issue_figure(kinds, per_turn, texts, p_words, speech_end, settings, transcribe_ms, read_ms):
+    """The issue's figure for the shipped words policy with compute counted in (at weight 0 Smart
+    Turn is not run, so it costs nothing)."""
+    if settings.smart_turn_weight:
+        return
+    low, high = ISSUE_PAUSE_MS
+    print(f"\nThe shipped policy with this machine's compute counted in: a verdict lands {TRANSCRIPT_DELAY_MS} ms "
+          f"into the pause plus the transcription's own time, {read_ms:.0f} ms of reading, and the second "
+          f"reading's time (one thread, nothing else running; on a call the first transcription is the head "
+          f"start's, shared)")
+    for label, reread, concurrent in (("read once", False, False), ("read twice, in turn (one STT worker)", True, False),
+                                      ("read twice, at once (two STT workers)", True, True)):
+        swept = dataclasses.replace(settings, reread_at_speech_end=reread, concurrent_readings=concurrent)
+        latencies, pauses = timed_decisions(kinds, per_turn, texts, p_words, speech_end, swept, transcribe_ms, read_ms)
+        cut = sum(decision < span_ms for span_ms, decision in pauses)
+        early = latencies[latencies < SHIPPED[2]]
+        print(f"  {label}: median delay after a complete turn {np.median(latencies):.0f} ms "
+              f"(p90 {np.percentile(latencies, 90):.0f} ms; {100 * early.size / latencies.size:.1f} % ended before the "
+              f"hangover, at a median {np.median(early):.0f} ms), {cut}/{len(pauses)} pauses of {low}-{high} ms cut")
 
 
 def source_sentence(turn_name):

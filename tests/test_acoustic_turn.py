@@ -429,6 +429,29 @@ def test_without_a_known_pause_or_with_the_reread_off_the_words_are_heard_once(s
     assert len(hearings.lengths) == heard and verdict.complete and verdict.speech_end_transcript is None
 
 
+class MeetingHearings(Hearings):
+    """Hearings that each wait (up to 10 s) for the other to start: they succeed only when run at once."""
+
+    def __init__(self, texts):
+        super().__init__(texts)
+        self.meeting = threading.Barrier(2, timeout=10)
+
+    def transcribe(self, audio):
+        self.meeting.wait()
+        return super().transcribe(audio)
+
+
+def test_with_concurrent_readings_both_transcriptions_run_at_once():
+    said, silence = SECOND, SECOND // 10
+    hearings = MeetingHearings({said: "Thank you.", said - silence: "Thank you."})
+    with AcousticTurnStage(ConstantModel(), AcousticTurnSettings(concurrent_readings=True), hearings,
+                           ScriptedWords({"Thank you.": 0.6})) as stage:
+        stage.request("call", tagged(0.5), sample=5, turn_samples=said, silence_samples=silence)
+        verdict = settled(stage).poll("call")
+    assert sorted(hearings.lengths) == [said - silence, said]
+    assert verdict.complete and verdict.speech_end_transcript == "Thank you.", verdict.not_scored
+
+
 def test_an_unfinished_first_reading_spares_the_second_transcription():
     hearings = Hearings({SECOND: "My order number is"})
     with AcousticTurnStage(ConstantModel(), transcriber=hearings,

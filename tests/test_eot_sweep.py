@@ -136,7 +136,8 @@ def test_read_twice_a_span_ends_the_turn_only_when_the_words_up_to_the_end_of_sp
     per_turn = [[(600, False, {100: 0.9}), (500, False, {100: 0.9}), (math.inf, True, {100: 0.9})]]
     texts = [["I'd like to book an appointment with you.", "I ordered a kettle.", "Thank you."]]
     p_words = [[0.4, 0.3, 0.5]]
-    speech_end = [[("I'd like to book an appointment with", 0.02), ("I ordered a kettle.", 0.3), ("Thank you", 0.1)]]
+    speech_end = [[("I'd like to book an appointment with", 0.02, 150.0), ("I ordered a kettle.", 0.3, 150.0),
+                   ("Thank you", 0.1, 150.0)]]
     [once] = sweep.with_words_model(per_turn, texts, p_words, AcousticTurnSettings())
     [twice] = sweep.with_words_model(per_turn, texts, p_words, AcousticTurnSettings(), speech_end=speech_end)
     [off] = sweep.with_words_model(per_turn, texts, p_words, AcousticTurnSettings(reread_at_speech_end=False),
@@ -144,3 +145,33 @@ def test_read_twice_a_span_ends_the_turn_only_when_the_words_up_to_the_end_of_sp
     assert [s[2][100] for s in once] == [1.0, 1.0, 1.0]
     assert [s[2][100] for s in twice] == [0.0, 1.0, 0.0]    # "with" is open; log-odds -2.20 < -1.5
     assert off == once
+
+def test_counted_with_compute_a_verdict_lands_late_and_one_after_the_pause_cuts_nothing():
+    from parley.core.acoustic_turn import AcousticTurnSettings
+
+    kinds = [("cut", "cut", "eot"), ("eot",), ("eot",)]
+    per_turn = [[(450, False, {}), (800, False, {}), (math.inf, True, {})], [(math.inf, True, {})],
+                [(math.inf, True, {})]]
+    texts = [["I ordered a kettle.", "I ordered a kettle.", "Thank you."], ["Bye."], ["Yes."]]
+    p_words = [[0.5, 0.5, 0.5], [0.5], [0.5]]
+    speech_end = [[("I ordered a kettle.", 0.5, 300.0), ("I ordered a kettle.", 0.5, 100.0), ("Thank you.", 0.5, 900.0)],
+                  [("Bye", 0.01, 100.0)], [("Yes.", 0.5, 100.0)]]
+    transcribe_ms = [[100.0, 100.0, 100.0], [100.0], [100.0]]
+    latencies, pauses = sweep.timed_decisions(kinds, per_turn, texts, p_words, speech_end, AcousticTurnSettings(),
+                                              transcribe_ms, 20.0)
+    # 100 + 100 + 20 + 300 = 520 ms: after the 450 ms pause ended (no cut), inside the 800 ms one (cut at 320).
+    assert pauses == [(450, 520.0), (800, 320.0)]
+    # Later than the hangover: the hangover ends it; the second reading says "not yet": so does the hangover.
+    assert list(latencies) == [900, 900, 320.0]
+
+
+def test_counted_with_compute_two_readings_at_once_wait_for_the_slower_only():
+    from parley.core.acoustic_turn import AcousticTurnSettings
+
+    kinds, per_turn = [("eot",)], [[(math.inf, True, {})]]
+    texts, p_words, transcribe_ms = [["Thank you."]], [[0.5]], [[150.0]]
+    speech_end = [[("Thank you.", 0.5, 120.0)]]
+    for concurrent, landed in ((False, 100 + 150 + 20 + 120), (True, 100 + 150 + 20)):
+        latencies, _ = sweep.timed_decisions(kinds, per_turn, texts, p_words, speech_end,
+                                             AcousticTurnSettings(concurrent_readings=concurrent), transcribe_ms, 20.0)
+        assert list(latencies) == [landed]

@@ -19,7 +19,7 @@ from collections import OrderedDict
 import numpy as np
 
 from parley.appliance.bus import BusClient, Sequencer
-from parley.core.acoustic_turn import MODEL_RELATIVE_PATH, AcousticTurnStage
+from parley.core.acoustic_turn import MODEL_RELATIVE_PATH, AcousticTurnSettings, AcousticTurnStage
 from parley.core.turn_text import TurnTextModel, TurnTextModelError
 
 log = logging.getLogger("parley.end_of_turn")
@@ -115,11 +115,12 @@ class BusTranscriber:
             self._clients.clear()
 
 
-def acoustic_stage(models_dir, endpoints, shared=None):
+def acoustic_stage(models_dir, endpoints, shared=None, stt_workers=1):
     """The stage over the fetched Smart Turn model with the STT worker as its transcriber (sharing
     ``shared`` with the calls' head starts) and the words model, or None (logged) when Smart Turn is
     not fetched: turns then end on silence timing alone. Without the words model (not fetched, or
-    unreadable; logged) Smart Turn decides and the words only veto its "complete"."""
+    unreadable; logged) Smart Turn decides and the words only veto its "complete". With more than
+    one STT worker, a pause's two readings are transcribed at once (``concurrent_readings``)."""
     path = models_dir.joinpath(*MODEL_RELATIVE_PATH)
     if not path.is_file():
         log.warning("acoustic_end_of_turn_off reason=%s is missing (run `parley models fetch`)", path)
@@ -129,5 +130,6 @@ def acoustic_stage(models_dir, endpoints, shared=None):
     except (OSError, TurnTextModelError) as exc:
         log.warning("end_of_turn_words_model_off reason=%s", exc)
         text_model = None
-    return AcousticTurnStage.from_models_dir(models_dir, transcriber=BusTranscriber(endpoints, shared=shared),
+    settings = AcousticTurnSettings(concurrent_readings=stt_workers > 1)
+    return AcousticTurnStage.from_models_dir(models_dir, settings, transcriber=BusTranscriber(endpoints, shared=shared),
                                              text_model=text_model)

@@ -35,7 +35,8 @@ class CallPlacer:
         self.silero = SileroVad(silero_path)
         self.transcripts = SharedTranscripts()
         """The turn so far, transcribed once for a call's head start and the end-of-turn check."""
-        self.acoustic = (acoustic_stage(self.settings.models_dir, services.endpoints, self.transcripts)
+        self.acoustic = (acoustic_stage(self.settings.models_dir, services.endpoints, self.transcripts,
+                                        services.plan.stt_replicas)
                          if self.agent.conversation.end_of_turn == "acoustic" else None)
         with Store.open(self.settings.db_path) as store:
             self.version = current_version(store, self.agent.name, self.agent_folder)
