@@ -35,7 +35,7 @@ class ServicePlan:
     stt_replicas: int = 2
     """Two, so that the end-of-turn check's two readings of a pause are transcribed at once: on
     the evaluation set, with this 2-vCPU machine's compute counted in, the verdict after a
-    complete turn then lands at a median 335 ms instead of 543 ms (scripts/evaluate_turn_taking.py
+    complete turn then lands at a median 329 ms instead of 523 ms (scripts/evaluate_turn_taking.py
     --acoustic-only)."""
     tts_replicas: int = 1
     agent_replicas: int = 1

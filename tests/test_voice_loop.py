@@ -121,6 +121,8 @@ def test_a_finished_sentence_ends_the_turn_on_the_words_before_the_hangover(appl
     readings = [r.getMessage() for r in caplog.records if r.getMessage().startswith("acoustic_turn_words")]
     assert readings and "complete=True" in readings[-1] and "p_words=nan" not in readings[-1], readings
     assert "speech_end_words=None" not in readings[-1] and "p_end=nan" not in readings[-1], readings
+    # ...each as a reply to what the agent had said: its greeting.
+    assert readings[-1].endswith(repr(appliance.agent.first_message)), readings[-1]
 
 
 @pytest.mark.parametrize("service", ["stt", "tts"])

@@ -561,7 +561,7 @@ class CallSession:
         if self._head_starter is not None:
             self._head_starter.stop()
         if self._acoustic is not None:
-            self._acoustic.cancel(self.call_id)
+            self._acoustic.forget(self.call_id)
         self._recorder.close()
         self._control.close()
 
@@ -696,6 +696,9 @@ class CallSession:
         if record.heard_text is not None:
             record_interruption(state, record.heard_text)
         self._state = state
+        if self._acoustic is not None:  # the caller's next words are read as a reply to this
+            self._acoustic.set_agent_line(self.call_id, record.agent_text if record.heard_text is None
+                                          else record.heard_text)
         if record.playout_gap_ms:
             log.info("playout_gap call_id=%s turn_id=%d gap_ms=%d", self.call_id, record.index, record.playout_gap_ms)
         self.turns.append(record)
