@@ -22,6 +22,12 @@ printed again for the other kinds of pause beside them: the speakers' own (becke
 sentences, two_cities' at commas) and those between TTS phrases synthesized apart, each of which
 ends like a finished utterance ("my order number is" alone: p 0.86-0.98), and per source.
 
+Then the shipped end-of-turn policy, the words read by SmolLM2-135M (each turn after the agent's
+line before it, ``evalset.AGENT_LINE_BEFORE``) and read again up to the end of speech: the
+issue's figure, read once and after the greeting alone for comparison, the figure with this
+machine's compute counted in (the two readings in turn and at once), a weighing sweep, and a
+5-fold cross-validation of the weighing over the set's source sentences.
+
 Run: ``.venv/bin/python scripts/evaluate_turn_taking.py [--hangovers 500 800] [--acoustic | --acoustic-only]``
 """
 
