@@ -92,14 +92,15 @@ def caller_words(text):
 
 
 class TurnTextModel:
-    """``p_complete(text) -> float``: does a small ChatML model (SmolLM2, Qwen2.5) think the
-    caller's message could end after these words? Thread-safe; the prompt's fixed start stays in
-    the model's cache between calls, so a call evaluates only the caller's words."""
+    """``p_complete(text, agent_line) -> float``: does a small ChatML model (SmolLM2, Qwen2.5) think
+    the caller's message could end after these words, said in reply to the agent's line
+    (``agent_line``, the one given at construction when none)? Thread-safe; the prompt's fixed
+    start and the last agent line stay in the model's cache between calls, so a call evaluates
+    only the caller's words."""
 
     def __init__(self, llm, agent_line=DEFAULT_AGENT_LINE):
         self._llm = llm
         self.agent_line = agent_line
-        """The line read when ``p_complete`` is given none."""
         tokens = [llm.tokenize(end.encode(), add_bos=False, special=True) for end in MESSAGE_ENDS]
         if any(len(t) != 1 for t in tokens):
             raise TurnTextModelError(f"the model has no single token for each of {MESSAGE_ENDS}: {tokens}")
