@@ -239,9 +239,15 @@ on a call. Written for each line's words before any line was read with them; the
 words model reads the caller's words as a reply to it (``agent_line_before``)."""
 
 
+def source_of(turn_name):
+    """The source a turn was made from (``<family>/<name>``, or the recording's name), shared by
+    its clean, noisy, wideband and G.711 copies: the name less its ``/<snr>/<channel>``."""
+    return turn_name.rsplit("/", 2)[0]
+
+
 def agent_line_before(turn_name):
     """The agent's line before a turn named ``<family>/<name>/<snr>/<channel>``; None: the greeting."""
-    return AGENT_LINE_BEFORE.get(turn_name.rsplit("/", 2)[0])
+    return AGENT_LINE_BEFORE.get(source_of(turn_name))
 
 
 BABBLE_LINES = (

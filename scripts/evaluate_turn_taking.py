@@ -48,7 +48,7 @@ from parley.core.acoustic_turn import AcousticTurnSettings, SmartTurnModel, word
 from parley.core.bargein import BargeInSettings
 from parley.core.echoset import build_echo_set
 from parley.core.endpointer import EndpointerSettings, EndpointEvent
-from parley.core.evalset import HOLD_KINDS, RATE, agent_line_before, build_turn_set, resample
+from parley.core.evalset import HOLD_KINDS, RATE, agent_line_before, build_turn_set, resample, source_of
 from parley.core.turn_text import TurnTextModel, transcript_sounds_unfinished
 
 BASELINE_TIMEOUTS_MS = tuple(range(200, 1700, 100))
@@ -600,11 +600,6 @@ def print_timed_issue_figure(kinds, per_turn, texts, p_words, speech_end, settin
               f"hangover, at a median {np.median(early):.0f} ms), {cut}/{len(pauses)} pauses of {low}-{high} ms cut")
 
 
-def source_sentence(turn_name):
-    """The sentence a turn was made from, shared by its clean, noisy, wideband and G.711 copies."""
-    return turn_name.rsplit("/", 2)[0]
-
-
 def words_outcomes(kinds, per_turn, texts, p_words, speech_end, settings):
     """Per turn: ``[(is_eot, ended early)]`` over its complete turn and its issue's mid-sentence pauses."""
     low, high = ISSUE_PAUSE_MS
@@ -626,7 +621,7 @@ def print_cross_validation(turns, kinds, per_turn, texts, p_words, speech_end, s
     """The words model's weighing chosen by cross-validation over the set's source sentences (every
     copy of a sentence in one fold), read once and read twice: what the choice does on sentences
     it has not seen."""
-    sources = [source_sentence(turn.name) for turn in turns]
+    sources = [source_of(turn.name) for turn in turns]
     order = np.random.default_rng(0).permutation(sorted(set(sources)))
     fold_of = {source: k % CV_FOLDS for k, source in enumerate(order)}
     print(f"\nCross-validated weighing ({CV_FOLDS} folds over {len(order)} source sentences; on the training "

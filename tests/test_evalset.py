@@ -22,7 +22,7 @@ def by_name(turn_set):
 
 @pytest.mark.models
 def test_every_source_comes_in_every_condition_on_both_channels(turn_set):
-    sources = {turn.name.rsplit("/", 2)[0] for turn in turn_set}
+    sources = {evalset.source_of(turn.name) for turn in turn_set}
     assert {"beckett", "two_cities/01", "espeak/order-number"} <= sources
     assert len([s for s in sources if s.startswith("two_cities/")]) >= 6
     conditions = {(turn.snr_db, turn.channel) for turn in turn_set}
