@@ -35,8 +35,8 @@ class ServicePlan:
     stt_replicas: int = 2
     """Two, so that the end-of-turn check's two readings of a pause are transcribed at once: on
     the evaluation set, with this 2-vCPU machine's compute counted in, the verdict after a
-    complete turn then lands at a median 329 ms instead of 523 ms (scripts/evaluate_turn_taking.py
-    --acoustic-only)."""
+    complete turn then lands at a median 329-364 ms instead of 523-586 ms (two runs of
+    scripts/evaluate_turn_taking.py --acoustic-only)."""
     tts_replicas: int = 1
     agent_replicas: int = 1
 
