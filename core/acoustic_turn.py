@@ -100,8 +100,8 @@ class AcousticTurnSettings:
     """How much Smart Turn's log-odds count beside the words'; at 0 (the default) Smart Turn is not
     run when a words model is there. Smart Turn ranks complete turns above mid-sentence pauses
     with AUC 0.57 on the evaluation set (the words model: 0.84), and cross-validation chose 0 in
-    every fold. It was trained on real callers and the set is three
-    quarters synthesized speech; on the recorded quarter every weight from 0 to 0.5 did as well."""
+    every fold. It was trained on real callers and the set is three quarters synthesized speech;
+    on the recorded quarter every weight from 0 to 0.5 did as well."""
     reread_at_speech_end: bool = True
     """With a words model: before a "complete" stands, transcribe the turn again up to the end of
     speech (without the pause's silence) and require that reading to say "complete" too. On the
@@ -449,7 +449,8 @@ class AcousticTurnStage:
         end_text = None
         at_speech_end = turn[:-request.silence_samples] if request.silence_samples else None
         reread = self._text_model is not None and self.settings.reread_at_speech_end and at_speech_end is not None
-        early = self._rereader.submit(self._transcriber.transcribe, at_speech_end) if reread and self._rereader else None
+        early = (self._rereader.submit(self._transcriber.transcribe, at_speech_end)
+                 if reread and self._rereader is not None else None)
         try:
             text = self._transcriber.transcribe(turn)
             if self._text_model is None:

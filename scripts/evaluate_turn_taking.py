@@ -589,7 +589,8 @@ def print_timed_issue_figure(kinds, per_turn, texts, p_words, speech_end, settin
           f"into the pause plus the transcription's own time, {read_ms:.0f} ms of reading, and the second "
           f"reading's time (one thread, nothing else running; on a call the first transcription is the head "
           f"start's, shared)")
-    for label, reread, concurrent in (("read once", False, False), ("read twice, in turn (one STT worker)", True, False),
+    for label, reread, concurrent in (("read once", False, False),
+                                      ("read twice, in turn (one STT worker)", True, False),
                                       ("read twice, at once (two STT workers)", True, True)):
         swept = dataclasses.replace(settings, reread_at_speech_end=reread, concurrent_readings=concurrent)
         latencies, pauses = timed_decisions(kinds, per_turn, texts, p_words, speech_end, swept, transcribe_ms, read_ms)

@@ -9,8 +9,9 @@ readings agree. On the evaluation set that ends 61 % of complete turns 100 ms af
 and cuts 5 of 100 mid-sentence pauses (on the sentences held out in a cross-validation: 58.7 %
 and 6), where Smart Turn with a veto from the words waited 900 ms (median) and cut 20
 (scripts/evaluate_turn_taking.py --acoustic-only). With this 2-vCPU machine's compute counted in
-and two STT workers, the verdict after a complete turn lands at a median 329-364 ms (two runs). Smart Turn is loaded, but run only when ``smart_turn_weight`` is above 0 or
-the words model is missing; then the words only veto its "complete".
+and two STT workers, the verdict after a complete turn lands at a median 329-364 ms (two runs).
+Smart Turn is loaded, but run only when ``smart_turn_weight`` is above 0 or the words model is
+missing; then the words only veto its "complete".
 """
 
 import hashlib
