@@ -275,7 +275,8 @@ class AcousticTurnStage:
     One request per call is outstanding at a time: a newer request supersedes an older one that
     is still queued, and the verdict of one already being scored is dropped when it lands.
     ``model`` is anything with ``score_batch(list of 16 kHz float32 arrays) -> list of floats``;
-    ``transcriber``, if given, anything with ``transcribe(16 kHz float32 array) -> str``;
+    ``transcriber``, if given, anything with ``transcribe(16 kHz float32 array) -> str`` (and
+    optionally ``close()``, called by ``join``);
     ``text_model``, used only with a transcriber, anything with ``p_complete(text, agent_line) -> float``
     (``agent_line`` None when the call's is not known: ``set_agent_line``).
     """
@@ -372,10 +373,14 @@ class AcousticTurnStage:
             self._cond.notify_all()
 
     def join(self, timeout=None):
-        """Wait for the worker to end after ``close``; False on timeout."""
+        """Wait for the worker to end after ``close``, then close the transcriber when it has a
+        ``close()``; False on timeout."""
         self._worker.join(timeout)
         if self._rereader is not None:
             self._rereader.shutdown(wait=False, cancel_futures=True)
+        close_transcriber = getattr(self._transcriber, "close", None)
+        if close_transcriber is not None:
+            close_transcriber()
         return not self._worker.is_alive()
 
     def __enter__(self):

@@ -58,6 +58,29 @@ def test_the_first_askers_failure_reaches_the_second_and_a_slow_first_times_the_
         shared.transcribe(PAUSE, lambda: "never", timeout=5)
 
 
+def test_words_later_than_the_stages_wait_still_reach_the_turn_that_asks_for_the_same_audio():
+    # The stage gives up on a pause's words when the hangover has ended the turn anyway; the STT
+    # job goes on, and the turn (or its head start) gets those words instead of transcribing again.
+    from parley.appliance.media.end_of_turn import BusTranscriber
+
+    shared, runs, started, release = SharedTranscripts(), [], threading.Event(), threading.Event()
+    transcriber = BusTranscriber(endpoints=None, wait_s=0.05, shared=shared)
+    job = slow_run(("my order is 4 5 1 2", 7), started, release, runs)
+    transcriber._transcribe = lambda pcm: job()
+    audio = np.linspace(-0.5, 0.5, 1600, dtype=np.float32)
+    try:
+        with pytest.raises(TimeoutError, match="hangover ends this turn"):
+            transcriber.transcribe(audio)
+        assert started.is_set()
+        release.set()
+        assert shared.transcribe(PAUSE, lambda: runs.append("again") or ("never", 0), timeout=5) == \
+            ("my order is 4 5 1 2", 7)
+        assert runs == [("my order is 4 5 1 2", 7)]
+    finally:
+        release.set()
+        transcriber.close()
+
+
 def test_only_the_last_pieces_are_remembered():
     shared, runs = SharedTranscripts(keep=1), []
     shared.transcribe(PAUSE, lambda: runs.append(1) or "a")

@@ -147,9 +147,9 @@ def appliance(tmp_path_factory, models_dir):
     os.environ["PARLEY_VAR"] = str(settings.var_dir)
     services = Services(ServicePlan(str(ACME_DIR)), settings=settings).start()
     try:
-        placer = CallPlacer(services, ACME_DIR)
-        fresh_copy(None, placer.agent.tool_config["shop_db"])
-        yield placer
+        with CallPlacer(services, ACME_DIR) as placer:
+            fresh_copy(None, placer.agent.tool_config["shop_db"])
+            yield placer
     finally:
         services.stop()
         if previous is None:

@@ -3,6 +3,7 @@ the real bus, calls through the file channel in real time, the record in a real 
 
 import logging
 import os
+import shutil
 import signal
 import threading
 import time
@@ -34,15 +35,28 @@ def appliance(tmp_path_factory, models_dir):
     os.environ["PARLEY_VAR"] = str(var)
     services = Services(ServicePlan(str(ACME_DIR)), settings=load_settings()).start()
     try:
-        placer = CallPlacer(services, ACME_DIR)
-        fresh_copy(None, placer.agent.tool_config["shop_db"])
-        yield placer
+        with CallPlacer(services, ACME_DIR) as placer:
+            fresh_copy(None, placer.agent.tool_config["shop_db"])
+            yield placer
     finally:
         services.stop()
         if previous is None:
             del os.environ["PARLEY_VAR"]
         else:
             os.environ["PARLEY_VAR"] = previous
+
+
+@pytest.fixture(scope="module")
+def slow_hangover(appliance, tmp_path_factory):
+    """The demo agent waiting out a 3 s hangover: whether the words end a turn before the silence
+    does then does not hang on how fast this machine transcribes them (``make bench`` and the
+    evaluation measure that)."""
+    folder = tmp_path_factory.mktemp("agents") / "acme"
+    shutil.copytree(ACME_DIR, folder)
+    with (folder / "agent.yaml").open("a") as agent_file:
+        agent_file.write("\nturn_taking:\n  hangover_ms: 3000\n")
+    with CallPlacer(appliance.services, folder) as placer:
+        yield placer
 
 
 @pytest.fixture(scope="module")
@@ -99,11 +113,12 @@ def test_after_a_barge_in_no_more_of_the_cut_reply_is_played(appliance):
     assert reached, why
 
 
-def test_a_finished_sentence_ends_the_turn_on_the_words_before_the_hangover(appliance, models_dir, caplog):
+def test_a_finished_sentence_ends_the_turn_on_the_words_before_the_hangover(slow_hangover, models_dir, caplog):
     # A recorded person saying "It was the best of times, it was the worst of times." (two_cities.wav,
     # 1.0-4.7 s), then waiting for the answer. SmolLM2 reads those words as a message that can end
     # (p 0.50); "it was the best of times", at the comma's pause, it does not (0.12).
     caplog.set_level(logging.DEBUG, logger="parley.core.acoustic_turn")
+    appliance = slow_hangover
     recording = read_wav(fetched(models_dir, "two-cities", "two_cities.wav"), appliance.line_rate)
     said = recording[int(1.0 * appliance.line_rate): int(4.7 * appliance.line_rate)]
     caller = ScriptedCaller([CallerLine("It was the best of times, it was the worst of times.")], appliance.line_rate,
@@ -112,7 +127,7 @@ def test_a_finished_sentence_ends_the_turn_on_the_words_before_the_hangover(appl
     turn = session.turns[1]
     waited_ms = (turn.spans["endpoint"] - turn.spans["user_speech_end"]) / 1e6
     assert turn.end_reason == "acoustic", (turn.end_reason, turn.caller_text)
-    assert waited_ms < appliance.agent.endpointer.hangover_ms, waited_ms
+    assert waited_ms < appliance.agent.endpointer.hangover_ms == 3000, waited_ms
     assert "worst of times" in turn.caller_text.lower()
     # The end-of-turn check heard the words already: the turn is not transcribed a second time.
     assert turn.spans["stt_final"] - turn.spans["endpoint"] < 20e6

@@ -42,13 +42,13 @@ def run(args):
     with console.status("starting the workers"):
         services = Services(ServicePlan(str(args.agent)), settings=settings).start()
     try:
-        placer = CallPlacer(services, args.agent)
-        if local is not None:
-            console.print("[bold]you are on the line[/]: speak after the greeting; Ctrl-C hangs up")
-            session = placer.session(channel="local", caller="microphone")
-            audio = run_local_call(session, local, max_seconds=args.max_seconds)
-        else:
-            session, audio = placer.place(caller, caller=args.wav.name, max_seconds=args.max_seconds)
+        with CallPlacer(services, args.agent) as placer:
+            if local is not None:
+                console.print("[bold]you are on the line[/]: speak after the greeting; Ctrl-C hangs up")
+                session = placer.session(channel="local", caller="microphone")
+                audio = run_local_call(session, local, max_seconds=args.max_seconds)
+            else:
+                session, audio = placer.place(caller, caller=args.wav.name, max_seconds=args.max_seconds)
     finally:
         services.stop()
     folder = args.out.parent if args.out else settings.var_dir / "calls"

@@ -39,28 +39,28 @@ def run(args):
         services = Services(ServicePlan(str(agent_folder)), settings=settings)
         services.start(progress=lambda service: status.update(f"{service} ready; waiting for the others"))
     try:
-        placer = CallPlacer(services, agent_folder)
-        shop_db = placer.agent.tool_config["shop_db"]
-        fresh_copy(None, shop_db)
-        console.print(f"agent [bold]{placer.agent.name}[/] v{placer.version.number}, shop database reset at {escape(str(shop_db))}")
-        results, all_turns, placed = [], [], []
-        for call in CALLS:
-            if args.only and call.name != args.only:
-                continue
-            console.rule(f"call: {call.name} — {call.description}")
-            caller = ScriptedCaller(call.lines, placer.line_rate)
-            session, audio = placer.place(caller)
-            placed.append((call, session))
-            agent_wav, conversation_wav = audio.write(settings.var_dir / "demo", call.name)
-            print_conversation(console, session)
-            print_latency(console, session.turns)
-            all_turns.extend(session.turns)
-            with Store.open(settings.db_path) as store:
-                reached, why = check_goal(call, session, store, shop_db)
-            results.append((call, reached, why))
-            console.print(f"audio: {escape(str(agent_wav))} (agent), {escape(str(conversation_wav))} (both sides)")
-            console.print(("[green]goal reached[/]: " if reached else "[bold red]goal missed[/]: ") + escape(why))
-        evaluate(console, placer, placed)
+        with CallPlacer(services, agent_folder) as placer:
+            shop_db = placer.agent.tool_config["shop_db"]
+            fresh_copy(None, shop_db)
+            console.print(f"agent [bold]{placer.agent.name}[/] v{placer.version.number}, shop database reset at {escape(str(shop_db))}")
+            results, all_turns, placed = [], [], []
+            for call in CALLS:
+                if args.only and call.name != args.only:
+                    continue
+                console.rule(f"call: {call.name} — {call.description}")
+                caller = ScriptedCaller(call.lines, placer.line_rate)
+                session, audio = placer.place(caller)
+                placed.append((call, session))
+                agent_wav, conversation_wav = audio.write(settings.var_dir / "demo", call.name)
+                print_conversation(console, session)
+                print_latency(console, session.turns)
+                all_turns.extend(session.turns)
+                with Store.open(settings.db_path) as store:
+                    reached, why = check_goal(call, session, store, shop_db)
+                results.append((call, reached, why))
+                console.print(f"audio: {escape(str(agent_wav))} (agent), {escape(str(conversation_wav))} (both sides)")
+                console.print(("[green]goal reached[/]: " if reached else "[bold red]goal missed[/]: ") + escape(why))
+            evaluate(console, placer, placed)
     finally:
         services.stop()
     console.rule("summary")

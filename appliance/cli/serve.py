@@ -37,12 +37,12 @@ def run(args):
     with console.status("starting the workers"):
         services = Services(ServicePlan(str(args.agent)), settings=settings).start()
     try:
-        placer = CallPlacer(services, args.agent)
-        server = SipServer(sip, lambda caller, codec: placer.session(channel="sip", caller=caller, codec=codec),
-                           media=media)
-        console.print(f"[bold]answering[/] sip:{sip.user}@{sip.host}:{sip.port} with {placer.agent.name} "
-                      f"(up to {sip.max_calls} calls); Ctrl-C stops")
-        asyncio.run(_serve(server))
+        with CallPlacer(services, args.agent) as placer:
+            server = SipServer(sip, lambda caller, codec: placer.session(channel="sip", caller=caller, codec=codec),
+                               media=media)
+            console.print(f"[bold]answering[/] sip:{sip.user}@{sip.host}:{sip.port} with {placer.agent.name} "
+                          f"(up to {sip.max_calls} calls); Ctrl-C stops")
+            asyncio.run(_serve(server))
     finally:
         services.stop()
     console.print(f"{server.calls_finished} calls answered")

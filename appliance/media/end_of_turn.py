@@ -18,6 +18,7 @@ import hashlib
 import logging
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -27,9 +28,14 @@ from parley.core.turn_text import TurnTextModel, TurnTextModelError
 
 log = logging.getLogger("parley.end_of_turn")
 
-TRANSCRIBE_TIMEOUT_S = 1.0
-"""Longest wait for the STT worker's words; past it the turn is left to silence timing (the
-hangover has ended it by then anyway), and the stage's next request is not held up longer."""
+WORDS_WAIT_S = 0.8
+"""Longest the stage waits for the words of a pause, unless ``acoustic_stage`` is told the agent's
+own (``verdict_wait_s``: the hangover less the short silence). A verdict later than that cannot end
+the turn (the hangover has), so the stage moves on to its next request."""
+TRANSCRIBE_JOB_TIMEOUT_S = 10.0
+"""Longest the STT worker is given for the words themselves. The stage's wait is shorter: words
+that come after it still reach the call's head start and the turn, which ask for the same audio
+(``SharedTranscripts``), instead of a timeout that would send the turn to transcribe it again."""
 
 
 def pcm16(audio):
@@ -86,20 +92,28 @@ class SharedTranscripts:
 
 
 class BusTranscriber:
-    """``transcribe(16 kHz float audio) -> str`` by the STT worker; a bus client per calling thread.
-    With ``shared``, audio a call's head start is transcribing already is not transcribed twice."""
+    """``transcribe(16 kHz float audio) -> str`` by the STT worker, waiting at most ``wait_s``
+    seconds (then ``TimeoutError``). With ``shared``, audio a call's head start is transcribing
+    already is not transcribed twice. The bus jobs run on ``jobs`` threads of their own, each with
+    its bus client, and run to the end (``TRANSCRIBE_JOB_TIMEOUT_S``) after the wait gives up."""
 
-    def __init__(self, endpoints, timeout=TRANSCRIBE_TIMEOUT_S, shared=None):
+    def __init__(self, endpoints, wait_s=WORDS_WAIT_S, shared=None, jobs=4):
         self.endpoints = endpoints
-        self.timeout = timeout
+        self.wait_s = wait_s
         self.shared = shared or SharedTranscripts()
+        self._jobs = ThreadPoolExecutor(jobs, thread_name_prefix="end-of-turn-stt")
         self._local = threading.local()
         self._clients = []
         self._lock = threading.Lock()
 
     def transcribe(self, audio_16k):
         pcm = pcm16(audio_16k)
-        text, _ = self.shared.transcribe(pcm, lambda: self._transcribe(pcm), timeout=self.timeout)
+        job = self._jobs.submit(self.shared.transcribe, pcm, lambda: self._transcribe(pcm), TRANSCRIBE_JOB_TIMEOUT_S)
+        try:
+            text, _ = job.result(timeout=self.wait_s)
+        except TimeoutError:
+            job.cancel()  # still queued behind other calls' words: nobody asked for this audio since
+            raise TimeoutError(f"the words took over {self.wait_s} s: the hangover ends this turn") from None
         return text
 
     def _transcribe(self, pcm):
@@ -109,21 +123,25 @@ class BusTranscriber:
             local.stamp = Sequencer()
             with self._lock:
                 self._clients.append(local.client)
-        return words_on_bus(local.client, local.stamp.make("stt_request", {"sample_rate": 16000}), pcm, self.timeout)
+        return words_on_bus(local.client, local.stamp.make("stt_request", {"sample_rate": 16000}), pcm,
+                            TRANSCRIBE_JOB_TIMEOUT_S)
 
     def close(self):
+        self._jobs.shutdown(wait=False, cancel_futures=True)
         with self._lock:
             for client in self._clients:
                 client.close()
             self._clients.clear()
 
 
-def acoustic_stage(models_dir, endpoints, shared=None, stt_workers=1):
+def acoustic_stage(models_dir, endpoints, shared=None, stt_workers=1, verdict_wait_s=WORDS_WAIT_S):
     """The stage over the fetched Smart Turn model with the STT worker as its transcriber (sharing
     ``shared`` with the calls' head starts) and the words model, or None (logged) when Smart Turn is
     not fetched: turns then end on silence timing alone. Without the words model (not fetched, or
     unreadable; logged) Smart Turn decides and the words only veto its "complete". With more than
-    one STT worker, a pause's two readings are transcribed at once (``concurrent_readings``)."""
+    one STT worker, a pause's two readings are transcribed at once (``concurrent_readings``).
+    ``verdict_wait_s``: how long after its request a verdict can still end a turn (the agent's
+    hangover less its short silence); the stage waits no longer for the words."""
     path = models_dir.joinpath(*MODEL_RELATIVE_PATH)
     if not path.is_file():
         log.warning("acoustic_end_of_turn_off reason=%s is missing (run `parley models fetch`)", path)
@@ -134,5 +152,5 @@ def acoustic_stage(models_dir, endpoints, shared=None, stt_workers=1):
         log.warning("end_of_turn_words_model_off reason=%s", exc)
         text_model = None
     settings = AcousticTurnSettings(concurrent_readings=stt_workers > 1)
-    return AcousticTurnStage.from_models_dir(models_dir, settings, transcriber=BusTranscriber(endpoints, shared=shared),
-                                             text_model=text_model)
+    transcriber = BusTranscriber(endpoints, verdict_wait_s, shared)
+    return AcousticTurnStage.from_models_dir(models_dir, settings, transcriber=transcriber, text_model=text_model)

@@ -35,8 +35,10 @@ class CallPlacer:
         self.silero = SileroVad(silero_path)
         self.transcripts = SharedTranscripts()
         """The turn so far, transcribed once for a call's head start and the end-of-turn check."""
+        timings = self.agent.endpointer
         self.acoustic = (acoustic_stage(self.settings.models_dir, services.endpoints, self.transcripts,
-                                        services.plan.stt_replicas)
+                                        services.plan.stt_replicas,
+                                        (timings.hangover_ms - timings.short_silence_ms) / 1000)
                          if self.agent.conversation.end_of_turn == "acoustic" else None)
         with Store.open(self.settings.db_path) as store:
             self.version = current_version(store, self.agent.name, self.agent_folder)
@@ -53,6 +55,18 @@ class CallPlacer:
         session = self.session(channel=channel, caller=caller)
         audio = run_call(session, caller_source, realtime=realtime, max_seconds=max_seconds)
         return session, audio
+
+    def close(self):
+        """Stop the end-of-turn stage and close its bus clients; the services stay up."""
+        if self.acoustic is not None:
+            self.acoustic.close()
+            self.acoustic.join(timeout=5.0)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
 
     def evaluate(self, call_id):
         """Have the evaluator judge the finished call (criteria, data collection, into the store);
