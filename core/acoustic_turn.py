@@ -468,6 +468,10 @@ class AcousticTurnStage:
                     end_text = early.result() if early else self._transcriber.transcribe(at_speech_end)
                     p_end = self._text_model.p_complete(end_text, request.agent_line)
                     complete = words_say_complete(end_text, p_end, verdict.probability, self.settings)
+        except TimeoutError as exc:
+            # A busy machine, not a fault: the hangover ends this turn, as it would have by now.
+            log.info("acoustic_turn_words_late call_key=%s error=%r", request.call_key, exc)
+            return dataclasses.replace(verdict, complete=False, not_scored=f"words late: {exc}")
         except Exception as exc:
             log.warning("acoustic_turn_words_failed call_key=%s error=%r", request.call_key, exc)
             return dataclasses.replace(verdict, complete=False, not_scored=f"words failed: {exc!r}")

@@ -7,6 +7,7 @@ padding; the real-audio probe reports what it does on finished and cut-off turns
 what held up (see ``scripts/acoustic_turn_probe.py`` for the full table).
 """
 
+import logging
 import math
 import threading
 import wave
@@ -330,6 +331,16 @@ def test_a_transcriber_failure_leaves_the_turn_to_silence_timing_and_the_worker_
         recovered = settled(stage).poll("call")
     assert not failed.complete and "stt worker gone" in failed.not_scored
     assert recovered.complete and recovered.transcript == "Bye."
+
+
+def test_words_too_late_leave_the_turn_to_the_hangover_without_a_warning(caplog):
+    caplog.set_level(logging.INFO, logger="parley.core.acoustic_turn")
+    transcriber = ScriptedTranscriber({0.95: TimeoutError("the words took over 0.8 s")})
+    with AcousticTurnStage(ConstantModel(), transcriber=transcriber) as stage:
+        stage.request("call", tagged(0.95), sample=1)
+        late = settled(stage).poll("call")
+    assert not late.complete and late.not_scored == "words late: the words took over 0.8 s"
+    assert [r.levelname for r in caplog.records if "acoustic_turn_words" in r.getMessage()] == ["INFO"]
 
 
 class ScriptedWords:

@@ -66,6 +66,20 @@ def test_the_transcript_numbers_map_back_to_turn_positions(stored_call):
     assert lines[2].startswith("agent calls lookup_order") and positions == [0, 1, 2, 2, 3, 4]
 
 
+def test_a_hand_off_to_a_person_is_in_the_transcript_at_the_closing_agent_turn(tmp_path):
+    with Store.open(tmp_path / "parley.db") as store:
+        version = store.save_agent_version("acme", {"files": {}}, author="t", message="m")
+        call_id = store.start_call(version.id, "test").id
+        store.append_turn(call_id, "agent", "Thanks for calling Acme.")
+        store.append_turn(call_id, "caller", "Get me a manager, now!")
+        store.append_turn(call_id, "agent", "I'll pass you to a colleague who can help. Please hold for a moment.")
+        store.record_handoff(call_id, reason="caller asked for a manager", summary="Upset caller.", collected={},
+                             transcript="")
+        lines, positions = call_transcript(store, call_id)
+    assert lines[2] == 'agent calls transfer_to_human {"reason": "caller asked for a manager"}'
+    assert lines[3].startswith("agent: I'll pass you") and positions == [0, 1, 2, 2]
+
+
 @pytest.mark.parametrize("field, value, valid", [
     (DataField("n", "number", "d"), 49.99, True), (DataField("n", "number", "d"), True, False),
     (DataField("i", "integer", "d"), 3.5, False), (DataField("b", "boolean", "d"), False, True),

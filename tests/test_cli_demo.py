@@ -5,19 +5,25 @@ from types import SimpleNamespace
 
 from rich.console import Console
 
+from parley.appliance.agent.config import load_agent
 from parley.appliance.bus import BusError
 from parley.appliance.cli.demo import evaluate, print_latency
+from parley.appliance.demo import ACME_DIR
 from parley.appliance.media.call_session import TurnRecord
+from parley.appliance.platform.gate import record_judge_check
+from parley.appliance.store import Store
 
 
 class Placer:
-    def __init__(self, fail=False):
+    def __init__(self, tmp_path, fail=False):
         self.fail = fail
+        self.agent = load_agent(ACME_DIR, variables={"var": str(tmp_path)})
+        self.settings = SimpleNamespace(db_path=tmp_path / "parley.db")
 
     def evaluate(self, call_id):
         if self.fail:
             raise BusError("no evaluator")
-        return {"criteria": {"resolved": "success", "no_invented_facts": "failure"},
+        return {"criteria": {"resolved": "success", "no_invented_facts": "failure", "confirmed_before_acting": "success"},
                 "data": {"order_id": "4512", "refund_amount": None}}
 
 
@@ -28,14 +34,33 @@ def printed(placer):
     return console.export_text()
 
 
-def test_each_call_is_shown_with_its_criteria_and_the_data_collected():
-    out = printed(Placer())
-    assert "refund: resolved success, no_invented_facts failure; data: order_id='4512'" in out
-    assert "refund_amount" not in out
+def test_each_call_is_shown_with_its_criteria_and_the_data_collected(tmp_path):
+    placer = Placer(tmp_path)
+    with Store.open(placer.settings.db_path) as store:
+        record_judge_check(store, placer.agent.llm.model, agreed=34, items=36, kappa=0.89, set_sha256="0" * 64)
+    out = printed(placer)
+    assert ("refund: resolved success, no_invented_facts failure, confirmed_before_acting success; "
+            "data: order_id='4512'") in out
+    assert "refund_amount" not in out and "advisory" not in out
 
 
-def test_an_evaluator_that_fails_is_reported_not_fatal():
-    assert "refund: not evaluated" in printed(Placer(fail=True))
+def test_results_of_a_judge_that_failed_its_check_are_shown_as_advisory(tmp_path):
+    placer = Placer(tmp_path)
+    with Store.open(placer.settings.db_path) as store:
+        record_judge_check(store, placer.agent.llm.model, agreed=19, items=36, kappa=0.06, set_sha256="0" * 64)
+    out = printed(placer)
+    assert ("refund: resolved success (advisory), no_invented_facts failure (advisory), "
+            "confirmed_before_acting success;") in out, "a check of the record needs no judge"
+    assert "19/36 labelled calls, kappa 0.06" in out
+
+
+def test_results_of_a_judge_never_checked_are_shown_as_advisory(tmp_path):
+    out = printed(Placer(tmp_path))
+    assert "resolved success (advisory)" in out and "parley judge-check --model" in out
+
+
+def test_an_evaluator_that_fails_is_reported_not_fatal(tmp_path):
+    assert "refund: not evaluated" in printed(Placer(tmp_path, fail=True))
 
 
 def latency_table(stt_final_ms):

@@ -73,8 +73,14 @@ def run(args):
 def evaluate(console, placer, placed):
     """Judge each call on the agent's criteria and extract its data, now that the calls are over."""
     from parley.appliance.bus import BusError
+    from parley.appliance.platform.gate import judge_trusted
 
     console.rule("after the calls: evaluation criteria and collected data (judged by the evaluator worker)")
+    agent = placer.agent
+    notes = []
+    with Store.open(placer.settings.db_path) as store:
+        trusted = judge_trusted(store, agent.testing.judge_model or agent.llm.model, notes)
+    advisory = set() if trusted else {c.id for c in agent.evaluation_criteria if not c.check}
     for call, session in placed:
         with console.status(f"judging {call.name}"):
             try:
@@ -83,9 +89,12 @@ def evaluate(console, placer, placed):
                 console.print(f"[yellow]{call.name}: not evaluated[/] ({escape(str(exc))})")
                 continue
         colours = {"success": "green", "failure": "red", "unknown": "yellow"}
-        criteria = ", ".join(f"{name} [{colours[result]}]{result}[/]" for name, result in evaluated["criteria"].items())
+        criteria = ", ".join(f"{name} [{colours[result]}]{result}[/]" + (" (advisory)" if name in advisory else "")
+                             for name, result in evaluated["criteria"].items())
         data = ", ".join(f"{name}={value!r}" for name, value in evaluated["data"].items() if value is not None)
         console.print(f"{call.name}: {criteria}; data: {escape(data) or 'none'}")
+    for note in notes:
+        console.print(f"[yellow]advisory[/]: {escape(note)}")
 
 
 def print_conversation(console, session):

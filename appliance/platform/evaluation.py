@@ -38,12 +38,20 @@ class DataValue:
 
 def call_transcript(store, call_id):
     """(lines, positions): speaker-labelled lines of the stored call, tool calls included, and the
-    turn position each line belongs to (so the judge's line number maps back to a turn)."""
+    turn position each line belongs to (so the judge's line number maps back to a turn). A hand-off
+    to a person is the closing agent turn's ``transfer_to_human`` call, as agent tests and the
+    judge set write it: without it a judge cannot tell a handed-off call from one left unresolved."""
     tools = {}
     for call in store.tool_calls(call_id):
         tools.setdefault(call.turn_id, []).append(call)
+    turns = store.turns(call_id)
+    closing = next((t.id for t in reversed(turns) if t.role == "agent"), None)
+    handoffs = [f"agent calls transfer_to_human {json.dumps({'reason': h.reason})}" for h in store.handoffs(call_id)]
     lines, positions = [], []
-    for turn in store.turns(call_id):
+    for turn in turns:
+        if turn.id == closing:
+            lines += handoffs
+            positions += [turn.position] * len(handoffs)
         for call in tools.get(turn.id, []):
             outcome = json.dumps(call.result, separators=(",", ":")) if call.result is not None else call.status
             lines.append(f"agent calls {call.tool} {json.dumps(call.arguments)} -> {call.status}: {outcome}")
