@@ -101,6 +101,49 @@ class FixedTranscript(Worker):
         yield self.reply(message, "stt_final", {"text": "Where is my order?"})
 
 
+class ConfirmingAgent(Worker):
+    """An agent worker with one side-effecting tool, as the real one runs it: to a caller's words
+    it reads a refund back and waits for the yes (``pending``); to the next words it runs the
+    refund (``tool_result`` with the state the tool left), says a long line, and sends its final
+    state only ``PARLEY_TEST_STATE_AFTER_S`` later, as a real agent whose state comes after its
+    sentences may be beaten by a barge-in."""
+
+    service = "agent"
+    READ_BACK = "Shall I refund it?"
+    REFUND = {"order_id": "4512", "amount": 49.99}
+
+    def handle(self, message, audio):
+        if message.type == "agent_prefill":
+            return
+        state, caller = message.body["state"], message.body.get("text")
+        if caller is None:
+            yield self.reply(message, "llm_sentence", {"text": "Hello.", "index": 0})
+            entries = [*state["entries"], {"role": "agent", "text": "Hello."}]
+            yield self.reply(message, "agent_state", {"state": {**state, "entries": entries}, "action": "listen",
+                                                      "kb_chunk_ids": [], "text": "Hello."})
+            return
+        entries = [*state["entries"], {"role": "caller", "text": caller}]
+        if state.get("pending") is None:
+            text = self.READ_BACK
+            state = {**state, "pending": {"tool": "issue_refund", "arguments": self.REFUND, "read_back": text}}
+        else:
+            entries += [{"role": "action", "tool": "issue_refund", "arguments": self.REFUND},
+                        {"role": "result", "tool": "issue_refund", "arguments": self.REFUND, "status": "ok",
+                         "result": {"refund_id": len(entries)}}]
+            state = {**state, "pending": None, "entries": entries}
+            now = time.monotonic_ns()
+            yield self.reply(message, "tool_result", {"name": "issue_refund", "arguments": self.REFUND, "status": "ok",
+                                                      "message": "", "confirmed": True, "started_ns": now,
+                                                      "ended_ns": now, "result": {"refund_id": len(entries)},
+                                                      "state": state})
+            text = "Done. " + "The money is on its way back to your card. " * 3
+        yield self.reply(message, "llm_sentence", {"text": text, "index": 0})
+        if state.get("pending") is None:
+            self.cancelled.wait(float(os.environ.get("PARLEY_TEST_STATE_AFTER_S", "0")))
+        state = {**state, "entries": [*entries, {"role": "agent", "text": text}]}
+        yield self.reply(message, "agent_state", {"state": state, "action": "listen", "kb_chunk_ids": [], "text": text})
+
+
 class SlowAgent(Worker):
     """An agent worker that greets at once and answers a caller only after ``PARLEY_TEST_AGENT_DELAY_S``
     of work. An ``agent_prefill`` has that work done ahead, after its job, until another job comes (as

@@ -198,3 +198,34 @@ def test_silence_inside_a_reply_is_counted_where_the_agent_stalled(router, siler
     assert greeting.agent_text == "Hello. How can I help?"
     # "Hello." is 120 ms of tone; the second sentence comes 1 s after the first was sent.
     assert 700 <= greeting.playout_gap_ms <= 1000, greeting.playout_gap_ms
+
+
+@pytest.fixture(scope="module")
+def confirming_router(tmp_path_factory):
+    path = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
+    env = {"PYTHONPATH": path, "PARLEY_TEST_STATE_AFTER_S": "4"}
+    router = WorkerRouter(BusEndpoints.ipc(tmp_path_factory.mktemp("run")), timing=BusTiming(request_timeout=20.0))
+    for service, target in (("tts", "ToneVoice"), ("stt", "FixedTranscript"), ("agent", "ConfirmingAgent")):
+        router.supervise(WorkerSpec(service, f"bus_stand_ins:{target}", 1, env=env))
+    router.start()
+    yield router
+    router.stop()
+
+
+def test_a_refund_cut_off_by_the_caller_is_not_run_again_on_their_next_words(confirming_router, silero, models_dir,
+                                                                             tmp_path):
+    # The caller asks, hears the read-back, says yes; the refund runs and the caller talks over
+    # "Done. The money is ..." before the agent's state for that turn has come. The call must keep
+    # the state the refund left (no read-back waiting any more), or the caller's next words would
+    # count as a second yes and refund again.
+    full = read_wav(fetched(models_dir, "beckett", "beckett.wav"), RATE)
+    tried, failed = full[int(0.2 * RATE): int(1.55 * RATE)], full[int(1.6 * RATE): int(2.9 * RATE)]
+    over = tried * (0.9 / np.max(np.abs(tried)))  # well above the tone the agent's voice is here
+    session = session_for(confirming_router, silero, tmp_path, soft_timeout_ms=0, silence_timeout_s=0,
+                          head_start=False)
+    run_call(session, SpeaksAt((tried, 1.0), (failed, 4.5), (over, 7.6)), max_seconds=13)
+    cut = [t for t in session.turns if t.heard_text is not None]
+    assert len(cut) == 1 and cut[0].tools and cut[0].agent_text.startswith("Done."), \
+        [(t.agent_text, t.heard_text, t.tools) for t in session.turns]
+    assert [tool["name"] for t in session.turns for tool in t.tools] == ["issue_refund"]
+    assert session.turns[-1].agent_text == "Shall I refund it?", "the words after the cut were answered afresh"

@@ -65,6 +65,10 @@ class ToolRun:
     confirmed: bool
     started_ns: int
     ended_ns: int
+    state: dict | None = None
+    """The turn's state as this tool left it: the caller's words, the call and its result in
+    the entries, the read-back it answered closed. A reply cut off before the turn's end keeps
+    this, so a tool that ran is never taken for one still waiting for the caller's yes."""
 
 
 @dataclass(frozen=True)
@@ -358,11 +362,12 @@ class AgentRunner:
                                           "message": exc.spoken})
             self.audit(f"tool.{status}", f"{call_id}/{name}", {"code": exc.code, "spoken": exc.spoken, "detail": exc.detail})
             log.info("tool_failed call_id=%s tool=%s code=%s detail=%s", call_id, name, exc.code, exc.detail)
-            yield ToolRun(name, arguments, status, None, exc.spoken, confirmed, started, time.monotonic_ns())
+            yield ToolRun(name, arguments, status, None, exc.spoken, confirmed, started, time.monotonic_ns(),
+                          copy_state(turn.state))
             return
         turn.state["entries"].append({"role": "result", "tool": name, "arguments": arguments, "status": "ok", "result": result})
         self.audit("tool.result", f"{call_id}/{name}", {"result": result})
-        yield ToolRun(name, arguments, "ok", result, "", confirmed, started, time.monotonic_ns())
+        yield ToolRun(name, arguments, "ok", result, "", confirmed, started, time.monotonic_ns(), copy_state(turn.state))
         return governance.done_message(tool, arguments, result)
 
     def _record_refusal(self, turn, tool, arguments, refusal, call_id):
@@ -373,7 +378,7 @@ class AgentRunner:
         self.audit("tool.refused", f"{call_id}/{tool.name}", {"arguments": arguments, "policy": refusal.code,
                                                                "message": refusal.message})
         log.info("tool_refused call_id=%s tool=%s policy=%s", call_id, tool.name, refusal.code)
-        yield ToolRun(tool.name, arguments, "refused", None, refusal.message, False, now, now)
+        yield ToolRun(tool.name, arguments, "refused", None, refusal.message, False, now, now, copy_state(turn.state))
 
     def _closing_line(self, action):
         return self.config.goodbye if action == "end_call" else self.config.transfer_message

@@ -131,6 +131,8 @@ class AgentWorker(Worker):
                     "confirmed": output.confirmed, "started_ns": output.started_ns, "ended_ns": output.ended_ns}
             if output.result is not None:
                 body["result"] = output.result
+            if output.state is not None:
+                body["state"] = output.state
             return self.reply(request, "tool_result", body)
         if isinstance(output, Handoff):
             return self.reply(request, "handoff", {"reason": output.reason, "summary": output.summary,

@@ -129,8 +129,9 @@ _define("agent_turn", DATA, {"agent": str, "state": dict}, {"text": str},
             "agent/conversation.py), `text` what the caller said (absent: the call starts, say the greeting). "
             "Replies stream llm_token (the first only), llm_sentence, tool_result and handoff, then agent_state.")
 _define("tool_result", DATA, {"name": str, "arguments": dict, "status": str, "message": str, "confirmed": bool,
-                              "started_ns": int, "ended_ns": int}, {"result": dict},
-        doc="A tool the agent ran (or that policy refused) this turn.")
+                              "started_ns": int, "ended_ns": int}, {"result": dict, "state": dict},
+        doc="A tool the agent ran (or that policy refused) this turn; `state` is the conversation as the tool left it, "
+            "kept by the call when the reply is cut off before agent_state.")
 _define("handoff", DATA, {"reason": str, "summary": str, "collected": dict, "transcript": str},
         doc="The agent hands the caller to a person: the record the colleague sees.")
 _define("agent_prefill", DATA, {"agent": str, "state": dict, "text": str}, retryable=True,

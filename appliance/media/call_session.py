@@ -105,6 +105,8 @@ class _AgentTurn(threading.Thread):
         self.lock = threading.Lock()
         """Guards ``pushed`` and the audio queue order between the turn and the soft-timeout timer."""
         self.result_state = None
+        self.tool_state = None
+        """The state as the turn's last tool left it (``tool_result``), kept when the reply is cut."""
         self.handoff = None
 
     def run(self):
@@ -192,7 +194,9 @@ class _AgentTurn(threading.Thread):
             spans.setdefault("first_sentence", reply.t_ns)
             self._speak(client, stamp, reply.body["text"])
         elif reply.type == "tool_result":
-            self.record.tools.append(reply.body)
+            body = dict(reply.body)
+            self.tool_state = body.pop("state", self.tool_state)
+            self.record.tools.append(body)
         elif reply.type == "handoff":
             self.handoff = reply.body
         elif reply.type == "agent_state":
@@ -686,9 +690,14 @@ class CallSession:
             return
         state = turn.result_state
         if state is None:  # cut before the agent finished: keep what was said so far
-            state = copy_state(turn.state)
-            if record.caller_text:
-                state["entries"].append({"role": "caller", "text": record.caller_text})
+            if turn.tool_state is not None:
+                # ...and what its tools did: their effect is real, and the read-back a tool
+                # answered is closed (else the caller's next "yes" would run it again).
+                state = copy_state(turn.tool_state)
+            else:
+                state = copy_state(turn.state)
+                if record.caller_text:
+                    state["entries"].append({"role": "caller", "text": record.caller_text})
             record.agent_text = " ".join(text for text, _, _ in turn.sentences)
             state["entries"].append({"role": "agent", "text": record.agent_text})
         else:
