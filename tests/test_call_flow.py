@@ -24,15 +24,20 @@ RATE = 16000
 AGENT_DELAY_S = 3.0
 
 
+def started_router(run_dir, agent, **env):
+    """A started router over the stand-in voice and transcript and ``agent`` (``bus_stand_ins``),
+    each worker with ``env`` set."""
+    path = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
+    router = WorkerRouter(BusEndpoints.ipc(run_dir), timing=BusTiming(request_timeout=20.0))
+    for service, target in (("tts", "ToneVoice"), ("stt", "FixedTranscript"), ("agent", agent)):
+        router.supervise(WorkerSpec(service, f"bus_stand_ins:{target}", 1, env={"PYTHONPATH": path, **env}))
+    router.start()
+    return router
+
+
 @pytest.fixture(scope="module")
 def router(tmp_path_factory):
-    path = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
-    env = {"PYTHONPATH": path, "PARLEY_TEST_AGENT_DELAY_S": str(AGENT_DELAY_S)}
-    run_dir = tmp_path_factory.mktemp("run")
-    router = WorkerRouter(BusEndpoints.ipc(run_dir), timing=BusTiming(request_timeout=20.0))
-    for service, target in (("tts", "ToneVoice"), ("stt", "FixedTranscript"), ("agent", "SlowAgent")):
-        router.supervise(WorkerSpec(service, f"bus_stand_ins:{target}", 1, env=env))
-    router.start()
+    router = started_router(tmp_path_factory.mktemp("run"), "SlowAgent", PARLEY_TEST_AGENT_DELAY_S=str(AGENT_DELAY_S))
     yield router
     router.stop()
 
@@ -183,12 +188,7 @@ def test_silence_inside_a_reply_is_counted_where_the_agent_stalled(router, siler
     run_call(session, SpeaksAt(), max_seconds=2)
     assert session.turns[0].agent_text == "Hello." and session.turns[0].playout_gap_ms == 0
 
-    path = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
-    env = {"PYTHONPATH": path, "PARLEY_TEST_GREETING_PAUSE_S": "1.0"}
-    halting = WorkerRouter(BusEndpoints.ipc(tmp_path_factory.mktemp("halting")), timing=BusTiming(request_timeout=20.0))
-    for service, target in (("tts", "ToneVoice"), ("stt", "FixedTranscript"), ("agent", "SlowAgent")):
-        halting.supervise(WorkerSpec(service, f"bus_stand_ins:{target}", 1, env=env))
-    halting.start()
+    halting = started_router(tmp_path_factory.mktemp("halting"), "SlowAgent", PARLEY_TEST_GREETING_PAUSE_S="1.0")
     try:
         session = session_for(halting, silero, tmp_path / "halting", silence_timeout_s=0)
         run_call(session, SpeaksAt(), max_seconds=4)
@@ -202,12 +202,7 @@ def test_silence_inside_a_reply_is_counted_where_the_agent_stalled(router, siler
 
 @pytest.fixture(scope="module")
 def confirming_router(tmp_path_factory):
-    path = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
-    env = {"PYTHONPATH": path, "PARLEY_TEST_STATE_AFTER_S": "4"}
-    router = WorkerRouter(BusEndpoints.ipc(tmp_path_factory.mktemp("run")), timing=BusTiming(request_timeout=20.0))
-    for service, target in (("tts", "ToneVoice"), ("stt", "FixedTranscript"), ("agent", "ConfirmingAgent")):
-        router.supervise(WorkerSpec(service, f"bus_stand_ins:{target}", 1, env=env))
-    router.start()
+    router = started_router(tmp_path_factory.mktemp("run"), "ConfirmingAgent", PARLEY_TEST_STATE_AFTER_S="4")
     yield router
     router.stop()
 
