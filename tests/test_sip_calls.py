@@ -338,24 +338,6 @@ def test_a_flood_on_one_call_is_read_a_batch_a_tick():
     assert [seq for seq, _ in session.fed] == list(range(3 * RECEIVE_BATCH)), "the rest waits in order"
 
 
-def test_a_hung_up_calls_rtp_socket_is_closed_only_once_the_pacer_holds_none_of_its_packets():
-    from parley.appliance.media.sip.server import RetiredSockets
-
-    freed = []
-    retired = RetiredSockets(freed.append)
-    call, other = media_call_on_a_socket(FedSession()), media_call_on_a_socket(FedSession())
-    call.in_pacer, other.in_pacer = 2, 1
-    retired.add(call)
-    retired.add(other)
-    retired.close_drained()
-    assert call.rtp.fileno() != -1 and other.rtp.fileno() != -1 and freed == []
-    call.in_pacer -= 2
-    retired.close_drained()
-    assert call.rtp.fileno() == -1 and other.rtp.fileno() != -1 and freed == [call.port]
-    retired.close_drained(everything=True)
-    assert other.rtp.fileno() == -1 and freed == [call.port, other.port]
-
-
 @needs_raw
 def test_calls_one_after_another_each_hear_their_caller(router, silero, pcaps, tmp_path):
     """A finished call's sockets are closed through the loop: the next call's sockets (given the
@@ -368,7 +350,5 @@ def test_calls_one_after_another_each_hear_their_caller(router, silero, pcaps, t
                                      "caller_dtmf.pcap": pcaps / "caller_dtmf.pcap"})
             assert result.ok, result.explain()
         finished = running.wait_finished(3)
-        time.sleep(0.2)  # ten ticks: the pacer has sent and the clock drained every call's last packets
-        assert [(call.in_pacer, call.rtp.fileno()) for call in finished] == [(0, -1)] * 3
     assert [call.stats.received >= 90 for call in finished] == [True, True, True], \
         [call.stats.received for call in finished]

@@ -27,7 +27,6 @@ import asyncio
 import gc
 import logging
 import os
-import queue
 import random
 import socket
 import struct
@@ -94,40 +93,6 @@ class _DatagramProtocol(asyncio.DatagramProtocol):
         self.on_datagram(data, addr)
 
 
-class RetiredSockets:
-    """Hung-up calls' RTP sockets, closed once the pacer holds none of their packets. A queued
-    packet names its socket by descriptor number: a socket closed under it frees that number for
-    the next socket or file the process opens, and the packet would leave through that one (a new
-    call's port, or a bus connection's stream). ``add`` from any thread; ``close_drained`` from
-    the media clock's thread after each drain, or from any thread once that thread has ended."""
-
-    def __init__(self, on_closed):
-        self.on_closed = on_closed
-        """Called with each call's port once its socket is closed."""
-        self._handed = queue.SimpleQueue()
-        self._waiting = []
-
-    def add(self, media_call):
-        self._handed.put(media_call)
-
-    def close_drained(self, everything=False):
-        """Close the sockets of calls with no packet in the pacer (``everything``: all of them,
-        when the pacer has stopped)."""
-        while True:
-            try:
-                self._waiting.append(self._handed.get_nowait())
-            except queue.Empty:
-                break
-        waiting = []
-        for media_call in self._waiting:
-            if everything or media_call.in_pacer <= 0:
-                media_call.rtp.close()
-                self.on_closed(media_call.port)
-            else:
-                waiting.append(media_call)
-        self._waiting = waiting
-
-
 class MediaCall:
     """One answered call: its session, RTP in and out, RTCP, and the way it ends."""
 
@@ -163,9 +128,6 @@ class MediaCall:
         self.state = "talking"
         """talking -> transferring -> closing -> done."""
         self.ended_by = None
-        self.in_pacer = 0
-        """Packets handed to the pacer and not yet drained (the clock thread's count): the RTP
-        socket stays open until none are left (``RetiredSockets``)."""
 
     # ---- in ------------------------------------------------------------------------------------
     def receive(self, realtime_offset_ns):
@@ -351,8 +313,6 @@ class SipServer:
         self._tcp_server = None
         self._streams = {}
         self._ports = set()
-        self._retired = RetiredSockets(self._ports.discard)
-        self._clock = None
         self._timer = None
         self._loop = None
         self.ticks = 0
@@ -389,7 +349,7 @@ class SipServer:
         if ready is not None:
             ready.set()
         self._clock_stop = threading.Event()
-        clock = self._clock = threading.Thread(target=self._media_clock, name="media-clock", daemon=True)
+        clock = threading.Thread(target=self._media_clock, name="media-clock", daemon=True)
         clock.start()
         try:
             await stop.wait()
@@ -400,7 +360,6 @@ class SipServer:
             self.flush()
             self._clock_stop.set()
             await self._loop.run_in_executor(None, clock.join)
-            self._retired.close_drained(everything=True)
             for media_call in list(self.calls.values()):
                 await self._end_call(media_call)
             if self._timer is not None:
@@ -574,10 +533,9 @@ class SipServer:
         return protocol
 
     def _close_media(self, port, rtp, rtcp):
-        """Close the sockets of a call that never began (the pacer never held a packet of it; an
-        ended call's RTP waits for that: ``RetiredSockets``), the RTCP through the transport:
-        closing that socket under the loop would leave its descriptor registered, and the next
-        call's socket, given the same number, would feed the old call."""
+        """Close a call's RTP socket (the clock no longer reads it: the call is done or never began)
+        and its RTCP through the transport: closing that socket under the loop would leave its
+        descriptor registered, and the next call's socket, given the same number, would feed the old call."""
         rtp.close()
         rtcp.transport.close()
         self._ports.discard(port)
@@ -591,10 +549,7 @@ class SipServer:
             media_call.rtcp.sendto(media_call._report(bye=True), media_call.remote_rtcp)
         except OSError:
             pass
-        media_call.rtcp_endpoint.transport.close()
-        self._retired.add(media_call)
-        if self._clock is None or not self._clock.is_alive():
-            self._retired.close_drained(everything=True)  # no pacer left to send its packets
+        self._close_media(media_call.port, media_call.rtp, media_call.rtcp_endpoint)
         session = media_call.session
         record = media_call.media_record()
         session.record_media(record)
@@ -649,15 +604,10 @@ class SipServer:
                 self.batches_dropped += 1
                 for media_call in calls:
                     media_call.sent(None)
-            else:
-                for media_call in calls:
-                    media_call.in_pacer += 1
-            self._retired.close_drained()
             self.ticks += 1
             self.tick_ms.append((time.monotonic() - started) * 1000)
         pacer.stop()
         self._count_sent(pacer.drain())
-        self._retired.close_drained(everything=True)
 
     def _count_sent(self, batches):
         """Each call's packets in ``batches`` (``Pacer.drain``), counted late or not. A late
@@ -666,7 +616,6 @@ class SipServer:
         for due, submitted, woke, sent in batches:
             worst_ns = 0
             for media_call, late_ns in sent:
-                media_call.in_pacer -= 1
                 media_call.sent(late_ns)
                 worst_ns = max(worst_ns, late_ns or 0)
             self.send_late_ms.append(worst_ns / 1e6)
