@@ -292,8 +292,6 @@ class AcousticTurnStage:
         self._ready = {}
         self._agent_lines = {}
         self._in_flight = 0
-        self._to_prepare = None
-        """The last agent line set, for the words model to evaluate before the next pause."""
         self._closed = False
         self._cond = threading.Condition()
         self._worker = threading.Thread(target=self._run, name="acoustic-turn", daemon=True)
@@ -340,13 +338,9 @@ class AcousticTurnStage:
 
     def set_agent_line(self, call_key, line):
         """What the agent last said on the call, as the caller heard it: the words model reads the
-        caller's words as a reply to it from the next request on. A words model with ``prepare``
-        evaluates the line on the worker now, while no request waits, not at the caller's pause."""
+        caller's words as a reply to it from the next request on."""
         with self._cond:
             self._agent_lines[call_key] = line
-            if self._text_model is not None and hasattr(self._text_model, "prepare"):
-                self._to_prepare = line
-                self._cond.notify_all()
 
     def forget(self, call_key):
         """The call is over: ``cancel`` it and drop its agent line."""
@@ -367,11 +361,9 @@ class AcousticTurnStage:
             self._ready.pop(call_key, None)
 
     def wait_idle(self, timeout=None):
-        """Block until nothing is queued, being scored or being prepared (for shutdown and tests);
-        False on timeout."""
+        """Block until nothing is queued or being scored (for shutdown and tests); False on timeout."""
         with self._cond:
-            return self._cond.wait_for(lambda: not self._pending and not self._in_flight and self._to_prepare is None,
-                                       timeout)
+            return self._cond.wait_for(lambda: not self._pending and not self._in_flight, timeout)
 
     def close(self):
         """Take no more requests and drop queued ones; returns at once, the run in progress ends on its own."""
@@ -408,16 +400,14 @@ class AcousticTurnStage:
     def _run(self):
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._pending or self._closed or self._to_prepare is not None)
+                self._cond.wait_for(lambda: self._pending or self._closed)
                 if self._closed:
                     return
-                batch, line = [], None
+                batch = []
                 while self._pending and len(batch) < self.settings.max_batch:
                     batch.append(self._pending.pop(next(iter(self._pending))))
-                if not batch:
-                    line, self._to_prepare = self._to_prepare, None
-                self._in_flight = max(1, len(batch))
-            verdicts = self._score(batch) if batch else self._prepare(line)
+                self._in_flight = len(batch)
+            verdicts = self._score(batch)
             with self._cond:
                 for request, verdict in zip(batch, verdicts):
                     if self._latest.get(request.call_key) == request.ticket:
@@ -425,15 +415,6 @@ class AcousticTurnStage:
                         self._ready[request.call_key] = verdict
                 self._in_flight = 0
                 self._cond.notify_all()
-
-    def _prepare(self, line):
-        """The words model evaluates an agent line ahead of the caller's reply; no verdicts. A
-        failure costs only the head start: the next reading evaluates the line itself."""
-        try:
-            self._text_model.prepare(line)
-        except Exception as exc:
-            log.warning("acoustic_turn_prepare_failed error=%r", exc)
-        return []
 
     def _score(self, batch):
         """Verdicts for one batch; a model failure becomes "not scored" verdicts, never a dead worker."""

@@ -150,38 +150,22 @@ class TurnTextModel:
         words = caller_words(text)
         if not words:
             return 0.0
-        line_tokens = self._line_tokens(agent_line)
+        line = " ".join((agent_line or "").split()[-AGENT_LINE_WORDS:]) or self.agent_line
         llm = self._llm
+        line_tokens = llm.tokenize(line.encode(), add_bos=False, special=False) + self._to_caller
         tokens = llm.tokenize(words.encode(), add_bos=False, special=False)
         with self._lock:
-            llm.n_tokens = self._line_cached(line_tokens)
+            start = self._start_cached()
+            upto = start + len(line_tokens)
+            if llm.n_tokens < upto or list(llm.input_ids[start:upto]) != line_tokens:
+                llm.n_tokens = start
+                llm.eval(line_tokens)
+            llm.n_tokens = upto
             llm.eval(tokens)
             logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),)).astype(np.float64)
         logits -= logits.max()
         weights = np.exp(logits)
         return float(weights[self._ends].sum() / weights.sum())
-
-    def prepare(self, agent_line=None):
-        """Evaluate ``agent_line`` now, when the agent has said it, so that the first reading of the
-        caller's reply pays only for the words (the line costs about 50 ms on one thread)."""
-        line_tokens = self._line_tokens(agent_line)
-        with self._lock:
-            self._line_cached(line_tokens)
-
-    def _line_tokens(self, agent_line):
-        line = " ".join((agent_line or "").split()[-AGENT_LINE_WORDS:]) or self.agent_line
-        return self._llm.tokenize(line.encode(), add_bos=False, special=False) + self._to_caller
-
-    def _line_cached(self, line_tokens):
-        """Have the prompt's start and then ``line_tokens`` in the cache (under the lock); returns
-        where the caller's words go."""
-        llm = self._llm
-        start = self._start_cached()
-        upto = start + len(line_tokens)
-        if llm.n_tokens < upto or list(llm.input_ids[start:upto]) != line_tokens:
-            llm.n_tokens = start
-            llm.eval(line_tokens)
-        return upto
 
 
 def log_odds(p, floor=1e-6):

@@ -500,33 +500,6 @@ def test_the_words_are_read_as_a_reply_to_the_agents_last_line_on_that_call_unti
     assert words.agent_lines == [None, "Shall I go ahead with the refund?", None, None]
 
 
-class PreparingWords(ScriptedWords):
-    """A words model that can evaluate an agent line ahead of the caller's words."""
-
-    def __init__(self, p_words, fail=False):
-        super().__init__(p_words)
-        self.prepared = []
-        self.fail = fail
-
-    def prepare(self, agent_line):
-        self.prepared.append((agent_line, threading.current_thread().name))
-        if self.fail:
-            raise RuntimeError("llama_decode returned -1")
-
-
-@pytest.mark.parametrize("fail", [False, True])
-def test_the_agents_line_is_prepared_on_the_worker_when_it_is_said_not_at_the_callers_pause(fail):
-    words = PreparingWords({"Yes please.": 0.6}, fail=fail)
-    with AcousticTurnStage(ConstantModel(), transcriber=ScriptedTranscriber({0.5: "Yes please."}),
-                           text_model=words) as stage:
-        stage.set_agent_line("call", "Shall I go ahead with the refund?")
-        settled(stage)
-        assert words.prepared == [("Shall I go ahead with the refund?", "acoustic-turn")] and words.read == []
-        stage.request("call", tagged(0.5), sample=1)
-        verdict = settled(stage).poll("call")
-    assert verdict.complete and words.agent_lines == ["Shall I go ahead with the refund?"]
-
-
 def test_a_words_model_failure_leaves_the_turn_to_silence_timing_and_the_worker_carries_on():
     words = ScriptedWords({"Bye": RuntimeError("llama_decode returned -1"), "Bye.": 0.9})
     with AcousticTurnStage(ConstantModel(), transcriber=ScriptedTranscriber({0.92: "Bye", 0.95: "Bye."}),

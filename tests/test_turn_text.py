@@ -111,18 +111,6 @@ def test_a_reading_does_not_depend_on_what_was_read_before(words_model, line):
     assert forwards == backwards == between_other_lines == [words_model.p_complete(text, line) for text in texts]
 
 
-def test_a_prepared_agent_line_leaves_only_the_callers_words_to_evaluate_at_the_pause(words_model, monkeypatch):
-    line, text = "Shall I go ahead with the refund?", "Yes please."
-    unprepared = words_model.p_complete(text, line)
-    words_model.p_complete("Hello.", "What is your name?")
-    words_model.prepare(line)
-    evaluated = []
-    real_eval = words_model._llm.eval
-    monkeypatch.setattr(words_model._llm, "eval", lambda tokens: evaluated.append(list(tokens)) or real_eval(tokens))
-    assert words_model.p_complete(text, line) == unprepared
-    assert evaluated == [words_model._llm.tokenize(caller_words(text).encode(), add_bos=False, special=False)]
-
-
 @pytest.mark.parametrize("text", ["", "...", None, " , - "])
 def test_no_words_read_as_zero_without_running_the_model(words_model, text):
     assert words_model.p_complete(text) == 0.0
