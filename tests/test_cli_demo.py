@@ -34,21 +34,23 @@ def printed(placer):
     return console.export_text()
 
 
-def test_each_call_is_shown_with_its_criteria_and_the_data_collected(tmp_path):
+def checked_placer(tmp_path, *, agreed, kappa):
+    """A placer whose judge's latest check agreed on ``agreed`` of 36 labelled calls."""
     placer = Placer(tmp_path)
     with Store.open(placer.settings.db_path) as store:
-        record_judge_check(store, placer.agent.llm.model, agreed=34, items=36, kappa=0.89, set_sha256="0" * 64)
-    out = printed(placer)
+        record_judge_check(store, placer.agent.llm.model, agreed=agreed, items=36, kappa=kappa, set_sha256="0" * 64)
+    return placer
+
+
+def test_each_call_is_shown_with_its_criteria_and_the_data_collected(tmp_path):
+    out = printed(checked_placer(tmp_path, agreed=34, kappa=0.89))
     assert ("refund: resolved success, no_invented_facts failure, confirmed_before_acting success; "
             "data: order_id='4512'") in out
     assert "refund_amount" not in out and "advisory" not in out
 
 
 def test_results_of_a_judge_that_failed_its_check_are_shown_as_advisory(tmp_path):
-    placer = Placer(tmp_path)
-    with Store.open(placer.settings.db_path) as store:
-        record_judge_check(store, placer.agent.llm.model, agreed=19, items=36, kappa=0.06, set_sha256="0" * 64)
-    out = printed(placer)
+    out = printed(checked_placer(tmp_path, agreed=19, kappa=0.06))
     assert ("refund: resolved success (advisory), no_invented_facts failure (advisory), "
             "confirmed_before_acting success;") in out, "a check of the record needs no judge"
     assert "19/36 labelled calls, kappa 0.06" in out
